@@ -1,0 +1,3 @@
+from flowhawk.cli import main
+
+main()
