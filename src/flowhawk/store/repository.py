@@ -1,0 +1,453 @@
+"""All reads and writes of flowhawk's state, in one place (SQL lives here).
+
+Engine and CLI talk to a ``Repository``; tasks never do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from flowhawk.errors import DatabaseError
+from flowhawk.store import migrate as migrations
+from flowhawk.store.db import connect, describe
+from flowhawk.store.ids import new_id
+from flowhawk.store.records import (
+    TERMINAL_STATES,
+    ExecutionRecord,
+    FlowRecord,
+    LogRecord,
+    TaskRunRecord,
+)
+
+_EXECUTION_COLUMNS = (
+    "id, namespace, flow_id, flow_revision, state, labels, inputs, outputs, trigger, trigger_id,"
+    " trigger_date, parent_id, original_id, backfill_id, error, created_at, start_date, end_date,"
+    " seq, worker_id, kill_requested"
+)
+
+
+def _execution(row: dict[str, Any]) -> ExecutionRecord:
+    return ExecutionRecord(**row)
+
+
+class Repository:
+    """A pool of connections to the state database and every query flowhawk makes."""
+
+    def __init__(self, url: str, *, max_size: int = 8, migrate: bool = True) -> None:
+        self.url = url
+        if migrate:
+            with connect(url) as conn:
+                if not migrations.is_current(conn):
+                    migrations.migrate(conn)
+        else:
+            connect(url).close()
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            open=True,
+            name="flowhawk",
+            reconnect_timeout=300,
+        )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return describe(self.url)
+
+    @contextmanager
+    def conn(self) -> Iterator[psycopg.Connection]:
+        try:
+            with self.pool.connection(timeout=60) as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"PostgreSQL ({self.describe()}): {exc}") from exc
+
+    # -- flows ----------------------------------------------------------------------
+    def deploy_flow(self, namespace: str, flow_id: str, source: str) -> tuple[int, bool]:
+        """Store a flow's source; a new revision only when it changed. -> (revision, changed)."""
+        with self.conn() as conn, conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"flow:{namespace}/{flow_id}",)
+            )
+            row = conn.execute(
+                "SELECT revision, source, deleted FROM flows WHERE namespace = %s AND id = %s"
+                " ORDER BY revision DESC LIMIT 1",
+                (namespace, flow_id),
+            ).fetchone()
+            if row and row[1] == source and not row[2]:
+                return row[0], False
+            revision = (row[0] + 1) if row else 1
+            conn.execute(
+                "INSERT INTO flows (namespace, id, revision, source) VALUES (%s, %s, %s, %s)",
+                (namespace, flow_id, revision, source),
+            )
+            conn.execute("SELECT pg_notify('flowhawk_flows', %s)", (f"{namespace}/{flow_id}",))
+            return revision, True
+
+    def get_flow(
+        self, namespace: str, flow_id: str, revision: int | None = None
+    ) -> FlowRecord | None:
+        with self.conn() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            if revision is None:
+                row = cur.execute(
+                    "SELECT namespace, id, revision, source, deleted, created_at FROM flows"
+                    " WHERE namespace = %s AND id = %s ORDER BY revision DESC LIMIT 1",
+                    (namespace, flow_id),
+                ).fetchone()
+                if row and row["deleted"]:
+                    return None
+            else:
+                row = cur.execute(
+                    "SELECT namespace, id, revision, source, deleted, created_at FROM flows"
+                    " WHERE namespace = %s AND id = %s AND revision = %s",
+                    (namespace, flow_id, revision),
+                ).fetchone()
+        return FlowRecord(**row) if row else None
+
+    def list_flows(self, namespace: str | None = None) -> list[FlowRecord]:
+        sql = (
+            "SELECT DISTINCT ON (namespace, id) namespace, id, revision, source, deleted, created_at"
+            " FROM flows {where} ORDER BY namespace, id, revision DESC"
+        )
+        params: list[Any] = []
+        where = ""
+        if namespace:
+            where = "WHERE namespace = %s OR namespace LIKE %s"
+            params = [namespace, namespace + ".%"]
+        with self.conn() as conn:
+            rows = (
+                conn.cursor(row_factory=dict_row).execute(sql.format(where=where), params).fetchall()
+            )
+        return [FlowRecord(**r) for r in rows if not r["deleted"]]
+
+    def flow_revisions(self, namespace: str, flow_id: str) -> list[FlowRecord]:
+        with self.conn() as conn:
+            rows = (
+                conn.cursor(row_factory=dict_row)
+                .execute(
+                    "SELECT namespace, id, revision, source, deleted, created_at FROM flows"
+                    " WHERE namespace = %s AND id = %s ORDER BY revision",
+                    (namespace, flow_id),
+                )
+                .fetchall()
+            )
+        return [FlowRecord(**r) for r in rows]
+
+    def delete_flow(self, namespace: str, flow_id: str) -> bool:
+        current = self.get_flow(namespace, flow_id)
+        if current is None:
+            return False
+        with self.conn() as conn:
+            conn.execute(
+                "INSERT INTO flows (namespace, id, revision, source, deleted)"
+                " VALUES (%s, %s, %s, %s, true)",
+                (namespace, flow_id, current.revision + 1, current.source),
+            )
+            conn.execute("SELECT pg_notify('flowhawk_flows', %s)", (f"{namespace}/{flow_id}",))
+        return True
+
+    # -- executions -----------------------------------------------------------------
+    def create_execution(
+        self,
+        *,
+        namespace: str,
+        flow_id: str,
+        flow_revision: int,
+        state: str = "CREATED",
+        labels: dict[str, str] | None = None,
+        inputs: dict[str, Any] | None = None,
+        trigger: dict[str, Any] | None = None,
+        trigger_id: str | None = None,
+        trigger_date: datetime | None = None,
+        parent_id: str | None = None,
+        original_id: str | None = None,
+        backfill_id: str | None = None,
+        execution_id: str | None = None,
+        conn: psycopg.Connection | None = None,
+    ) -> ExecutionRecord:
+        execution_id = execution_id or new_id()
+        sql = (
+            "INSERT INTO executions (id, namespace, flow_id, flow_revision, state, labels, inputs,"
+            " trigger, trigger_id, trigger_date, parent_id, original_id, backfill_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" RETURNING {_EXECUTION_COLUMNS}"
+        )
+        params = (
+            execution_id,
+            namespace,
+            flow_id,
+            flow_revision,
+            state,
+            Jsonb(labels or {}),
+            Jsonb(inputs or {}),
+            Jsonb(trigger) if trigger is not None else None,
+            trigger_id,
+            trigger_date,
+            parent_id,
+            original_id or execution_id,
+            backfill_id,
+        )
+        if conn is not None:
+            row = conn.cursor(row_factory=dict_row).execute(sql, params).fetchone()
+        else:
+            with self.conn() as c:
+                row = c.cursor(row_factory=dict_row).execute(sql, params).fetchone()
+        assert row is not None
+        return _execution(row)
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        with self.conn() as conn:
+            row = (
+                conn.cursor(row_factory=dict_row)
+                .execute(f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = %s", (execution_id,))
+                .fetchone()
+            )
+        return _execution(row) if row else None
+
+    def set_execution_state(
+        self,
+        execution_id: str,
+        state: str,
+        *,
+        error: str | None = None,
+        outputs: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        """Move an execution to ``state``; start/end dates follow the state."""
+        sets = ["state = %s", "updated_at = now()"]
+        params: list[Any] = [state]
+        if state == "RUNNING":
+            sets.append("start_date = COALESCE(start_date, now())")
+            sets.append("end_date = NULL")
+        if state in TERMINAL_STATES:
+            sets.append("end_date = now()")
+            sets.append("start_date = COALESCE(start_date, now())")
+        if error is not None:
+            sets.append("error = %s")
+            params.append(error)
+        if outputs is not None:
+            sets.append("outputs = %s")
+            params.append(Jsonb(outputs))
+        sql = f"UPDATE executions SET {', '.join(sets)} WHERE id = %s"
+        params.append(execution_id)
+        if worker_id is not None:
+            sql += " AND worker_id = %s"
+            params.append(worker_id)
+        with self.conn() as conn:
+            conn.execute(sql, params)
+            conn.execute("SELECT pg_notify('flowhawk_executions', %s)", (f"{execution_id}:{state}",))
+
+    def add_labels(self, execution_id: str, labels: dict[str, str]) -> None:
+        with self.conn() as conn:
+            conn.execute(
+                "UPDATE executions SET labels = labels || %s, updated_at = now() WHERE id = %s",
+                (Jsonb(labels), execution_id),
+            )
+
+    def request_kill(self, execution_id: str) -> bool:
+        with self.conn() as conn:
+            cur = conn.execute(
+                "UPDATE executions SET kill_requested = true, updated_at = now()"
+                " WHERE id = %s AND state NOT IN ('SUCCESS','WARNING','FAILED','KILLED','CANCELLED')",
+                (execution_id,),
+            )
+            conn.execute("SELECT pg_notify('flowhawk_kill', %s)", (execution_id,))
+            return cur.rowcount > 0
+
+    def kill_requested(self, execution_id: str) -> bool:
+        with self.conn() as conn:
+            row = conn.execute(
+                "SELECT kill_requested FROM executions WHERE id = %s", (execution_id,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def list_executions(
+        self,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+        states: Sequence[str] = (),
+        labels: dict[str, str] | None = None,
+        start_after: datetime | None = None,
+        start_before: datetime | None = None,
+        backfill_id: str | None = None,
+        limit: int | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[ExecutionRecord]:
+        """Newest first; ``before`` = (created_at, id) of the last row seen (keyset paging)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if namespace:
+            where.append("namespace = %s")
+            params.append(namespace)
+        if flow_id:
+            where.append("flow_id = %s")
+            params.append(flow_id)
+        if states:
+            where.append("state = ANY(%s)")
+            params.append(list(states))
+        if labels:
+            where.append("labels @> %s")
+            params.append(Jsonb(labels))
+        if start_after:
+            where.append("created_at >= %s")
+            params.append(start_after)
+        if start_before:
+            where.append("created_at <= %s")
+            params.append(start_before)
+        if backfill_id:
+            where.append("backfill_id = %s")
+            params.append(backfill_id)
+        if before:
+            where.append("(created_at, id) < (%s, %s)")
+            params.extend(before)
+        sql = f"SELECT {_EXECUTION_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(limit)
+        with self.conn() as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
+        return [_execution(r) for r in rows]
+
+    # -- task runs ------------------------------------------------------------------
+    def save_task_run(self, run: TaskRunRecord) -> None:
+        with self.conn() as conn:
+            conn.execute(
+                "INSERT INTO task_runs (id, execution_id, path, task_id, parent_path, value, state,"
+                " attempts, outputs, error, start_date, end_date)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (execution_id, path) DO UPDATE SET state = EXCLUDED.state,"
+                " attempts = EXCLUDED.attempts, outputs = EXCLUDED.outputs, error = EXCLUDED.error,"
+                " start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date,"
+                " value = EXCLUDED.value, id = task_runs.id",
+                (
+                    run.id,
+                    run.execution_id,
+                    run.path,
+                    run.task_id,
+                    run.parent_path,
+                    run.value,
+                    run.state,
+                    Jsonb(run.attempts),
+                    Jsonb(run.outputs) if run.outputs is not None else None,
+                    run.error,
+                    run.start_date,
+                    run.end_date,
+                ),
+            )
+
+    def task_runs(self, execution_id: str) -> list[TaskRunRecord]:
+        with self.conn() as conn:
+            rows = (
+                conn.cursor(row_factory=dict_row)
+                .execute(
+                    "SELECT id, execution_id, path, task_id, parent_path, value, state, attempts,"
+                    " outputs, error, start_date, end_date FROM task_runs WHERE execution_id = %s"
+                    " ORDER BY start_date NULLS LAST, path",
+                    (execution_id,),
+                )
+                .fetchall()
+            )
+        return [TaskRunRecord(**r) for r in rows]
+
+    def delete_task_runs(self, execution_id: str, paths: Iterable[str]) -> None:
+        with self.conn() as conn:
+            conn.execute(
+                "DELETE FROM task_runs WHERE execution_id = %s AND path = ANY(%s)",
+                (execution_id, list(paths)),
+            )
+
+    # -- logs -----------------------------------------------------------------------
+    def write_logs(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """rows: (execution_id, task_run_id, task_id, attempt, ts, level, message)."""
+        if not rows:
+            return
+        with self.conn() as conn, conn.transaction():
+            with conn.cursor().copy(
+                "COPY logs (execution_id, task_run_id, task_id, attempt, ts, level, message)"
+                " FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.execute("SELECT pg_notify('flowhawk_logs', %s)", (rows[-1][0],))
+
+    def logs(
+        self,
+        execution_id: str,
+        *,
+        after_id: int = 0,
+        min_level: str | None = None,
+        task_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        where = ["execution_id = %s", "id > %s"]
+        params: list[Any] = [execution_id, after_id]
+        if min_level:
+            order = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+            level = "WARN" if min_level.upper() == "WARNING" else min_level.upper()
+            if level in order:
+                where.append("level = ANY(%s)")
+                params.append(order[order.index(level) :])
+        if task_id:
+            where.append("task_id = %s")
+            params.append(task_id)
+        sql = (
+            "SELECT id, execution_id, task_run_id, task_id, attempt, ts, level, message FROM logs"
+            f" WHERE {' AND '.join(where)} ORDER BY id"
+        )
+        if limit:
+            sql += " LIMIT %s"
+            params.append(limit)
+        with self.conn() as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
+        return [LogRecord(**r) for r in rows]
+
+    # -- files ----------------------------------------------------------------------
+    def record_files(self, execution_id: str, task_id: str, files: Sequence[tuple[str, int]]) -> None:
+        if not files:
+            return
+        with self.conn() as conn:
+            conn.cursor().executemany(
+                "INSERT INTO files (execution_id, task_id, uri, size) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(execution_id, task_id, uri, size) for uri, size in files],
+            )
+
+    def files(self, execution_id: str) -> list[dict[str, Any]]:
+        with self.conn() as conn:
+            return (
+                conn.cursor(row_factory=dict_row)
+                .execute(
+                    "SELECT task_id, uri, size, created_at FROM files WHERE execution_id = %s"
+                    " ORDER BY created_at",
+                    (execution_id,),
+                )
+                .fetchall()
+            )
+
+    def forget_files(self, execution_id: str) -> None:
+        with self.conn() as conn:
+            conn.execute("DELETE FROM files WHERE execution_id = %s", (execution_id,))
