@@ -274,6 +274,14 @@ class Repository:
             conn.execute("SELECT pg_notify('flowhawk_kill', %s)", (execution_id,))
             return cur.rowcount > 0
 
+    def reset_for_restart(self, execution_id: str) -> None:
+        with self.conn() as conn:
+            conn.execute(
+                "UPDATE executions SET state = 'CREATED', end_date = NULL, error = NULL,"
+                " kill_requested = false, worker_id = NULL, updated_at = now() WHERE id = %s",
+                (execution_id,),
+            )
+
     def kill_requested(self, execution_id: str) -> bool:
         with self.conn() as conn:
             row = conn.execute(
