@@ -84,7 +84,13 @@ def parse_pg_url(url: str, username: str | None = None, password: str | None = N
     params: list[tuple[str, str]] = []
     for key, value in parse_qsl(split.query):
         mapped = _JDBC_PARAM_MAP.get(key, key)
-        if key == "user":
+        if key == "host":
+            host = value
+        elif key == "port" and value.isdigit():
+            port = int(value)
+        elif key == "dbname":
+            dbname = value
+        elif key == "user":
             user = user or value
         elif key == "password":
             pw = pw or value
@@ -120,3 +126,23 @@ def redact_url(url: str) -> str:
         return prefix + rebuilt + (f"?{query}" if query else "")
     except Exception:
         return "<unparsable URL>"
+
+
+def jdbc_settings(url: str) -> dict[str, str]:
+    """Task properties (``url`` in JDBC form, ``username``, ``password``) for a libpq URL/DSN."""
+    from psycopg import conninfo
+
+    info = conninfo.conninfo_to_dict(url)
+    host = str(info.get("host") or "localhost")
+    port = str(info.get("port") or "5432")
+    db = str(info.get("dbname") or "postgres")
+    query = ""
+    if host.startswith("/"):
+        query = f"?host={quote(host, safe='/')}"
+        host = "localhost"
+    result = {"url": f"jdbc:postgresql://{host}:{port}/{quote(db)}{query}"}
+    if info.get("user"):
+        result["username"] = str(info["user"])
+    if info.get("password"):
+        result["password"] = str(info["password"])
+    return result
