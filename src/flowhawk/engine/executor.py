@@ -271,7 +271,7 @@ class _ExecutionRun:
     # -- execution ------------------------------------------------------------------
     def run(self) -> str:
         ex = self.execution
-        self.repo.set_execution_state(ex.id, "RUNNING")
+        self.repo.set_execution_state(ex.id, "RUNNING", worker_id=self.ex.worker_id)
         if self.execution.start_date is None:
             self.execution.start_date = _now()
         self.log("INFO", f"Execution {ex.id} of {ex.namespace}/{ex.flow_id} started")
@@ -307,7 +307,11 @@ class _ExecutionRun:
         if error is None and state == "FAILED":
             error = self.first_error
         self.repo.set_execution_state(
-            ex.id, state, error=error, outputs=self.masker.mask(flow_outputs)
+            ex.id,
+            state,
+            error=error,
+            outputs=self.masker.mask(flow_outputs),
+            worker_id=self.ex.worker_id,
         )
         return state
 

@@ -192,6 +192,7 @@ class Repository:
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             f" RETURNING {_EXECUTION_COLUMNS}"
         )
+        notify = "SELECT pg_notify('flowhawk_queue', %s)"
         params = (
             execution_id,
             namespace,
@@ -209,9 +210,11 @@ class Repository:
         )
         if conn is not None:
             row = conn.cursor(row_factory=dict_row).execute(sql, params).fetchone()
+            conn.execute(notify, (execution_id,))
         else:
             with self.conn() as c:
                 row = c.cursor(row_factory=dict_row).execute(sql, params).fetchone()
+                c.execute(notify, (execution_id,))
         assert row is not None
         return _execution(row)
 
@@ -265,7 +268,19 @@ class Repository:
             )
 
     def request_kill(self, execution_id: str) -> bool:
+        """Kill: a waiting execution ends KILLED now; a running one is told to stop."""
         with self.conn() as conn:
+            cur = conn.execute(
+                "UPDATE executions SET state = 'KILLED', kill_requested = true,"
+                " start_date = COALESCE(start_date, now()), end_date = now(), updated_at = now()"
+                " WHERE id = %s AND state IN ('CREATED', 'QUEUED')",
+                (execution_id,),
+            )
+            if cur.rowcount:
+                conn.execute(
+                    "SELECT pg_notify('flowhawk_executions', %s)", (f"{execution_id}:KILLED",)
+                )
+                return True
             cur = conn.execute(
                 "UPDATE executions SET kill_requested = true, updated_at = now()"
                 " WHERE id = %s AND state NOT IN ('SUCCESS','WARNING','FAILED','KILLED','CANCELLED')",
