@@ -413,7 +413,147 @@ def logs(
     eng.close()
 
 
+# -- taxi --------------------------------------------------------------------------------
+taxi_app = typer.Typer(help="NYC taxi data: verify loaded months, make synthetic months.", no_args_is_help=True)
+app.add_typer(taxi_app, name="taxi")
+
+
+@taxi_app.command("verify")
+def taxi_verify(
+    taxi: Annotated[str, typer.Option("--taxi", help="green or yellow")],
+    start: Annotated[str, typer.Option("--start", help="YYYY-MM")],
+    end: Annotated[str, typer.Option("--end", help="YYYY-MM")],
+    flow: Annotated[
+        str | None, typer.Option("--flow", help="Take the database from this flow's pluginDefaults.")
+    ] = None,
+    recount: Annotated[bool, typer.Option("--recount", help="Download the sources again and count.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check that every month in the range is loaded, complete and without duplicate ids."""
+    from flowhawk.errors import FlowhawkError
+    from flowhawk.taxi.verify import verify_command
+
+    try:
+        code = verify_command(settings(), taxi, start, end, flow, recount, as_json)
+    except FlowhawkError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+@taxi_app.command("synth")
+def taxi_synth(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the files into.")],
+    taxi: Annotated[str, typer.Option("--taxi", help="green or yellow")] = "green",
+    start: Annotated[str, typer.Option("--start", help="YYYY-MM")] = "2019-01",
+    end: Annotated[str, typer.Option("--end", help="YYYY-MM")] = "2019-12",
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows per month.")] = 10000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Write deterministic synthetic months in the real files' layout (gzipped CSV)."""
+    from flowhawk.taxi.synth import synth_main
+
+    synth_main(out, taxi, start, end, rows, seed)
+
+
+# -- long-running processes -------------------------------------------------------------
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _install_sigterm(stop: Any) -> None:
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@app.command("worker")
+def worker(
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Executions run at once.")] = 4,
+) -> None:
+    """Run a worker: claim executions from PostgreSQL and run them, until SIGTERM."""
+    import threading
+
+    from flowhawk.engine.worker import WorkerPool
+
+    eng = engine()
+    stop = threading.Event()
+    _install_sigterm(stop)
+    pool = WorkerPool(eng, threads).start()
+    typer.echo(f"worker {pool.worker_id} running with {threads} thread(s) on {eng.repo.describe()}")
+    while not stop.wait(0.5):
+        pass
+    typer.echo("stopping: running executions finish or are handed back")
+    pool.stop()
+    eng.close()
+
+
+@app.command("server")
+def server(
+    host: Annotated[str, typer.Option(help="Address of the API and UI.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API and UI.")] = 8080,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Worker threads.")] = 4,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Run no scheduler.")] = False,
+    flows: Annotated[
+        list[Path] | None, typer.Option("--flows", help="Deploy these flow files/folders at start.")
+    ] = None,
+) -> None:
+    """Run the scheduler, a worker pool and the API/UI in one process, until SIGTERM."""
+    import threading
+
+    from flowhawk.engine.worker import WorkerPool
+
+    cfg = settings()
+    if host not in LOOPBACK and not (cfg.server_username and cfg.server_password):
+        fail(
+            f"refusing to listen on {host} without credentials: set server.username and"
+            " server.password in the config file (or FLOWHAWK_USERNAME / FLOWHAWK_PASSWORD),"
+            " or listen on 127.0.0.1"
+        )
+    eng = engine()
+    for path in _flow_files(flows or []):
+        flow, revision, changed = eng.deploy_file(path)
+        typer.echo(f"{flow.namespace}/{flow.id} revision {revision} {'deployed' if changed else 'unchanged'}")
+    stop = threading.Event()
+    pool = WorkerPool(eng, threads, kind="server").start()
+    sched_thread = None
+    if not no_scheduler:
+        from flowhawk.engine.scheduler import Scheduler
+
+        scheduler = Scheduler(eng)
+        sched_thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+        sched_thread.start()
+    typer.echo(f"flowhawk server on http://{host}:{port} (state: {eng.repo.describe()})")
+    try:
+        from flowhawk.server.app import serve
+    except ImportError:
+        _install_sigterm(stop)
+        while not stop.wait(0.5):
+            pass
+    else:
+        serve(eng, host, port, stop)
+    stop.set()
+    typer.echo("stopping: running executions finish or are handed back")
+    pool.stop()
+    if sched_thread is not None:
+        sched_thread.join(5)
+    eng.close()
+
+
+def _register_optional() -> None:
+    """Commands whose modules live beside this one."""
+    try:
+        from flowhawk.cli_schedule import backfill_app, scheduler_command
+    except ImportError:
+        return
+    app.add_typer(backfill_app, name="backfill")
+    app.command("scheduler")(scheduler_command)
+
+
 def main() -> None:
+    _register_optional()
     app()
 
 

@@ -85,6 +85,7 @@ class RunContext:
         masker: Masker | None = None,
         on_labels: Callable[[dict[str, str]], None] | None = None,
         cancel_event: threading.Event | None = None,
+        default_database_url: str | None = None,
     ) -> None:
         self.execution_id = execution_id
         self.task_id = task_id
@@ -99,6 +100,8 @@ class RunContext:
         self.logger = ContextLogger(lambda level, msg: emit(level, self.masker.mask(msg)))
         self._on_labels = on_labels
         self.cancel_event = cancel_event or threading.Event()
+        #: where PostgreSQL tasks connect when no `url` is set anywhere (the state database)
+        self.default_database_url = default_database_url
 
     # -- rendering ------------------------------------------------------------------
     def render(self, value: Any, prop: str | None = None) -> Any:

@@ -431,6 +431,7 @@ class _ExecutionRun:
             masker=self.masker,
             on_labels=self.on_labels,
             cancel_event=cancel,
+            default_database_url=self.repo.url,
         )
 
     def run_attempts(

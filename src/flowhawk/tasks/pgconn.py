@@ -17,7 +17,7 @@ from psycopg.conninfo import make_conninfo
 
 from flowhawk.errors import TaskError, TaskKilled
 from flowhawk.tasks.base import TaskContext
-from flowhawk.util.jdbc import PgTarget, parse_pg_url
+from flowhawk.util.jdbc import PgTarget, jdbc_settings, parse_pg_url
 
 #: seconds libpq waits for the server before giving up, unless the URL says otherwise
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -33,7 +33,22 @@ def resolve_target(
     password: str | None = None,
     extra_params: Mapping[str, str] | None = None,
 ) -> PgTarget:
-    """Parse the task's connection properties and mask the password in every log line."""
+    """Parse the task's connection properties and mask the password in every log line.
+
+    With no ``url`` at all (none in the task, none from pluginDefaults) the task uses the
+    database flowhawk keeps its own state in (the embedded one by default).
+    """
+    if not url:
+        fallback = getattr(ctx, "default_database_url", None)
+        if not fallback:
+            raise TaskError(
+                "no PostgreSQL `url` given (set it on the task or with pluginDefaults, e.g."
+                " jdbc:postgresql://localhost:5432/db)"
+            )
+        settings = jdbc_settings(fallback)
+        url = settings["url"]
+        username = username or settings.get("username")
+        password = password if password is not None else settings.get("password")
     target = parse_pg_url(url, username or None, password)
     if target.password:
         ctx.register_secret(target.password)

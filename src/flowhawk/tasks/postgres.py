@@ -337,7 +337,7 @@ def _name_list(value: Any, prop: str) -> list[str]:
 class PostgresConnection(Task):
     """Connection properties shared by every task of the family."""
 
-    url: str
+    url: str | None = None
     username: str | None = None
     password: str | None = None
     timeZoneId: str | None = None
@@ -357,7 +357,7 @@ class PostgresConnection(Task):
 
     def open_connection(self, ctx: TaskContext) -> tuple[psycopg.Connection, PgTarget]:
         """Render the connection properties, connect, and apply ``timeZoneId``."""
-        url = str(ctx.render(self.url, "url"))
+        url = str(ctx.render(self.url, "url")) if self.url else ""
         username = ctx.render(self.username, "username")
         password = ctx.render(self.password, "password")
         target = resolve_target(
