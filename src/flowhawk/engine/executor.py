@@ -47,6 +47,17 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _interrupted(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Attempts of a task run taken over from a dead or stopping worker: one still marked
+    RUNNING was interrupted, so it ends KILLED and the task runs again as a new attempt."""
+    return [
+        {**a, "state": "KILLED", "endDate": a.get("endDate") or _iso(_now())}
+        if a.get("state") == "RUNNING"
+        else dict(a)
+        for a in attempts
+    ]
+
+
 def _worst(states: list[str]) -> str:
     for state in ("KILLED", "FAILED", "WARNING"):
         if state in states:
@@ -68,14 +79,18 @@ class Scope:
 
 
 class _FlowCache:
-    """Parsed flows by (namespace, id, revision): a server parses each revision once."""
+    """Parsed flows by database, global plugin defaults and (namespace, id, revision).
+
+    A server parses each revision once; the database and the defaults are part of the key
+    because one process may hold several engines (tests, embedded use).
+    """
 
     def __init__(self) -> None:
-        self._flows: dict[tuple[str, str, int], Flow] = {}
+        self._flows: dict[tuple[str, str, str, str, int], Flow] = {}
         self._lock = threading.Lock()
 
     def get(self, repo: Repository, settings: Settings, ns: str, fid: str, rev: int) -> Flow:
-        key = (ns, fid, rev)
+        key = (repo.url, repr(settings.plugin_defaults), ns, fid, rev)
         with self._lock:
             cached = self._flows.get(key)
         if cached is not None:
@@ -114,6 +129,8 @@ class Executor:
         self._own_writer = log_writer is None
         self.logs = log_writer or LogWriter(repo, console)
         self.work_root = data_dir() / "work"
+        self._runs: dict[str, _ExecutionRun] = {}
+        self._runs_lock = threading.Lock()
 
     def close(self) -> None:
         if self._own_writer:
@@ -141,10 +158,24 @@ class Executor:
             self.repo.set_execution_state(execution_id, "FAILED", error=str(exc))
             return "FAILED"
         run = _ExecutionRun(self, execution, flow, secret_inputs or {})
+        with self._runs_lock:
+            self._runs[execution_id] = run
         try:
             return run.run()
         finally:
+            with self._runs_lock:
+                self._runs.pop(execution_id, None)
             self.logs.flush()
+
+    def interrupt(self, execution_id: str) -> bool:
+        """Stop a run of this process as a kill does (its subprocesses included); used when a
+        stopping worker hands the execution back. False when it is not running here."""
+        with self._runs_lock:
+            run = self._runs.get(execution_id)
+        if run is None:
+            return False
+        run.kill()
+        return True
 
 
 class _ExecutionRun:
@@ -248,6 +279,7 @@ class _ExecutionRun:
             scope.local_outputs[task_id] = outs
 
     def on_labels(self, labels: dict[str, str]) -> None:
+        labels = self.masker.mask(labels)
         with self.lock:
             self.labels.update(labels)
         self.repo.add_labels(self.execution.id, labels)
@@ -309,7 +341,7 @@ class _ExecutionRun:
         self.repo.set_execution_state(
             ex.id,
             state,
-            error=error,
+            error=self.masker.mask(error),
             outputs=self.masker.mask(flow_outputs),
             worker_id=self.ex.worker_id,
         )
@@ -358,7 +390,7 @@ class _ExecutionRun:
             parent_path=scope.path or None,
             value=scope.values[-1] if scope.values else None,
             state="RUNNING",
-            attempts=list(previous.attempts) if previous else [],
+            attempts=_interrupted(previous.attempts) if previous else [],
             start_date=_now(),
         )
         self.repo.save_task_run(record)
@@ -394,6 +426,7 @@ class _ExecutionRun:
     def _finish(self, record: TaskRunRecord) -> None:
         record.end_date = _now()
         record.outputs = self.masker.mask(record.outputs) if record.outputs else record.outputs
+        record.error = self.masker.mask(record.error)
         self.repo.save_task_run(record)
 
     def _render(
@@ -679,12 +712,17 @@ class _ExecutionRun:
         labels = self._render(task, scope, taskrun, task.labels or {}, "labels")
         if isinstance(labels, list):
             labels = {str(i["key"]): str(i["value"]) for i in labels}
+        labels = self.masker.mask(labels)
+        # secret values never reach the child's stored inputs; a waited-for child gets them
+        # in memory, as the CLI hands SECRET inputs to a run
+        stored_inputs = self.masker.mask(inputs)
+        secrets = {k: v for k, v in inputs.items() if stored_inputs.get(k) != v}
         child = self.repo.create_execution(
             namespace=namespace,
             flow_id=flow_id,
             flow_revision=flow_record.revision,
             labels={**(child_flow.labels or {}), **{str(k): str(v) for k, v in labels.items()}},
-            inputs=inputs,
+            inputs=stored_inputs,
             parent_id=self.execution.id,
             state="CREATED",
         )
@@ -692,7 +730,8 @@ class _ExecutionRun:
         record.outputs = {"executionId": child.id}
         if not task.wait:
             return "SUCCESS"
-        child_state = Executor(self.repo, self.ex.settings, log_writer=self.ex.logs).run(child.id)
+        child_executor = Executor(self.repo, self.ex.settings, log_writer=self.ex.logs)
+        child_state = child_executor.run(child.id, secret_inputs=secrets)
         done = self.repo.get_execution(child.id)
         outs = {"executionId": child.id, "state": child_state, "outputs": (done.outputs if done else None) or {}}
         record.outputs = outs

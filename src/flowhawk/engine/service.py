@@ -46,7 +46,7 @@ def trigger_variables(flow: Flow, trigger_id: str | None, date: datetime) -> dic
         schedule = CronSchedule(
             chosen.cron, chosen.timezone or "UTC", bool(getattr(chosen, "withSeconds", False))
         )
-        local = date.astimezone(schedule.zone)
+        local = date.astimezone(schedule.tz)
         result["date"] = local.isoformat()
         result["next"] = schedule.next_after(local).isoformat()
         result["previous"] = schedule.previous_before(local).isoformat()

@@ -32,17 +32,26 @@ Vixie cron only applies the gap/repeat rules to clock changes shorter than three
 applies them to every transition (whole skipped days such as Pacific/Apia's 2011-12-30 included),
 which keeps the behaviour the same for every zone.
 
-What croniter does on its own with aware datetimes (checked against croniter 6.2): spring-forward
-ticks land on 03:00 as above, but fixed-time ticks in a repeated hour fire *twice*
-(02:30+02:00 and 02:30+01:00). Evaluating on the naive wall clock and mapping ourselves avoids
-that and makes forward and backward iteration agree.
+So ``*/15 2 * * *`` (a wildcard job: its minute field starts with ``*``) does not run at all on
+the spring-forward day in Paris, and runs eight times on the fall-back day.
 
 Day fields
 ----------
 Also as in Vixie cron: when both day-of-month and day-of-week are restricted, a day matches
 either of them (``0 9 1 * MON``: the 1st and every Monday), except that a field starting with
 ``*`` (``*/2``) counts as unrestricted, which makes the two an intersection
-(``0 9 */2 * MON``: Mondays with an odd day number). croniter calls this ``implement_cron_bug``.
+(``0 9 */2 * MON``: Mondays with an odd day number).
+
+What croniter gets wrong, and how it is wrapped (checked against croniter 6.2)
+------------------------------------------------------------------------------
+* With aware datetimes, fixed-time ticks in a repeated hour fire *twice* (02:30+02:00 and
+  02:30+01:00). We only ever give croniter naive wall-clock times and map them ourselves, which
+  also makes forward and backward iteration agree.
+* Some fields are mis-read: ``5-5`` as ``*``, ``5-5/3`` as ``*/3``, a full range such as ``0-6``
+  in day-of-week as ``*`` (turning day-of-month OR day-of-week into AND). Standard fields are
+  therefore expanded here and handed to croniter as explicit lists, with the OR/AND choice
+  made explicitly (``day_or``). Only the extensions ``L``, ``nW`` and ``n#k`` go to croniter as
+  written; its hashed/random values (``H``, ``R``) are refused.
 
 Beware when comparing ticks: Python compares two datetimes that share a tzinfo by their wall
 clock, ignoring ``fold``, so 02:00+02:00 and 02:00+01:00 of a fall-back night are ``==`` (and
@@ -58,7 +67,7 @@ import heapq
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -93,17 +102,31 @@ _ALLOWED = {
     "month": "1-12 or JAN-DEC",
     "day-of-week": "0-7 or SUN-SAT, n#k",
 }
+_RANGES = {
+    "second": (0, 59),
+    "minute": (0, 59),
+    "hour": (0, 23),
+    "day-of-month": (1, 31),
+    "month": (1, 12),
+    "day-of-week": (0, 7),
+}
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NAMES = {
+    "month": {name: number for number, name in enumerate(_MONTHS, start=1)},
+    "day-of-week": {name: number for number, name in enumerate(_DAYS)},
+}
 # croniter extensions that Kestra does not have: hashed (H) and random (R) values.
-_HASHED = re.compile(r"^[HR](?:$|[(/])", re.IGNORECASE)
+_HASHED = re.compile(r"(?:^|,)[HR](?:$|[(/,])", re.IGNORECASE)
 _OFFSET_ZONE = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 
 _SECOND = timedelta(seconds=1)
 _MICRO = timedelta(microseconds=1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
-# Walking from a few hours before a DST transition is enough; a day and a bit is generous and
-# also covers the odd historical transition of more than an hour.
-_DST_MARGIN = 26 * 3600
+# A walk that starts within this distance of a UTC-offset change starts earlier on the wall
+# clock by the size of the change (see CronSchedule._walk).
+_NEAR = 26 * 3600
 _PROBE_START = datetime(2000, 1, 1)
 
 
@@ -210,8 +233,78 @@ def _first_instant_at(wall: datetime, tz: tzinfo) -> datetime:
     return (_EPOCH_UTC + timedelta(seconds=instant)).astimezone(tz)
 
 
-def _parse_cron(cron: str, with_seconds: bool) -> list[str]:
-    """Split and validate a cron; returns its fields (seconds first when ``with_seconds``)."""
+class _CronFields(NamedTuple):
+    """A validated cron: its raw fields and what croniter is given to evaluate them."""
+
+    fields: list[str]
+    expression: str
+    day_or: bool
+
+
+def _value(token: str, name: str) -> int:
+    low, high = _RANGES[name]
+    if token.isdigit():
+        number = int(token)
+    elif token.lower() in _NAMES.get(name, {}):
+        return _NAMES[name][token.lower()]
+    else:
+        raise ValueError(f"{token!r} is not a number")
+    if not low <= number <= high:
+        raise ValueError(f"{number} is out of range {low}-{high}")
+    return number
+
+
+def _expand(field: str, name: str) -> set[int]:
+    """The values a standard field (lists, ranges, steps, names, ``*``, ``?``) stands for."""
+    low, high = _RANGES[name]
+    values: set[int] = set()
+    for term in field.split(","):
+        base, slash, step_text = term.partition("/")
+        step = 1
+        if slash:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise ValueError(f"step {step_text!r} must be a positive number")
+            step = int(step_text)
+        if base == "*" or (base == "?" and name in ("day-of-month", "day-of-week")):
+            first, last = low, (6 if name == "day-of-week" else high)
+        elif "-" in base:
+            left, _, right = base.partition("-")
+            first, last = _value(left, name), _value(right, name)
+            if first > last:
+                raise ValueError(f"range {base!r} runs backwards")
+        else:
+            first = _value(base, name)
+            last = high if slash else first
+        values.update(range(first, last + 1, step))
+    if name == "day-of-week" and 7 in values:
+        values = (values - {7}) | {0}
+    return values
+
+
+def _is_extension(field: str, name: str) -> bool:
+    """Whether a day field uses ``L``, ``nW`` or ``n#k``, which croniter evaluates itself."""
+    upper = field.upper()
+    if _HASHED.search(field):
+        return False
+    if name == "day-of-month":
+        return "L" in upper or "W" in upper
+    return name == "day-of-week" and ("#" in upper or "L" in upper)
+
+
+def _canonical(values: set[int], name: str) -> str:
+    low, high = _RANGES[name]
+    full = set(range(low, 7 if name == "day-of-week" else high + 1))
+    return "*" if values == full else ",".join(map(str, sorted(values)))
+
+
+def _parse_cron(cron: str, with_seconds: bool) -> _CronFields:
+    """Split and validate a cron (seconds first when ``with_seconds``).
+
+    Standard fields are expanded here and handed to croniter as explicit lists, because croniter
+    6 mis-reads some of them (``5-5`` as ``*``, ``5-5/3`` as ``*/3``, ``0-6`` in day-of-week as
+    ``*`` which then turns day-of-month OR day-of-week into AND). Only the extensions (``L``,
+    ``nW``, ``n#k``) go to croniter as written.
+    """
     if not isinstance(cron, str) or not cron.strip():
         raise ValueError("invalid cron: the expression is empty")
     text = " ".join(cron.split())
@@ -220,7 +313,7 @@ def _parse_cron(cron: str, with_seconds: bool) -> list[str]:
         if body is None:
             known = ", ".join(_NICKNAMES)
             raise ValueError(f"invalid cron {cron!r}: unknown nickname (use one of {known})")
-        return (["0"] if with_seconds else []) + body.split()
+        text = ("0 " if with_seconds else "") + body
     fields = text.split(" ")
     names: tuple[str, ...] = (("second",) if with_seconds else ()) + _FIELDS
     if len(fields) != len(names):
@@ -231,33 +324,54 @@ def _parse_cron(cron: str, with_seconds: bool) -> list[str]:
         else:
             why = f"expected 5 fields ({' '.join(names)}), got {len(fields)}"
         raise ValueError(f"invalid cron {cron!r}: {why}")
+    expanded: dict[str, set[int] | None] = {}
+    canonical: list[str] = []
     for index, (name, field) in enumerate(zip(names, fields, strict=True)):
+        try:
+            values = _expand(field, name)
+            expanded[name] = values
+            canonical.append(_canonical(values, name))
+            continue
+        except ValueError as err:
+            reason = str(err)
         probe = ["*"] * len(fields)
         probe[index] = field
-        bad = any(_HASHED.match(term) for term in field.split(","))
-        if not bad:
+        if _is_extension(field, name):
             try:
                 croniter(" ".join(probe), _PROBE_START, second_at_beginning=with_seconds)
             except CroniterError:
-                bad = True
-        if bad:
-            raise ValueError(
-                f"invalid cron {cron!r}: {name} field {field!r} is not valid "
-                f"(allowed: {_ALLOWED[name]}, with lists a,b ranges a-b and steps */n)"
-            )
-    return fields
+                pass
+            else:  # an extension croniter evaluates itself
+                expanded[name] = None
+                canonical.append(field)
+                continue
+        raise ValueError(
+            f"invalid cron {cron!r}: {name} field {field!r} is not valid: {reason} "
+            f"(allowed: {_ALLOWED[name]}, lists a,b, ranges a-b, steps */n)"
+        )
+    dom, dow = expanded["day-of-month"], expanded["day-of-week"]
+    day_or = True
+    if dom is not None and dow is not None:
+        if fields[-3][0] in "*?" or fields[-1][0] in "*?":
+            day_or = False  # Vixie: a day field starting with '*' makes the two an AND
+        elif canonical[-3] == "*" or canonical[-1] == "*":
+            canonical[-3] = canonical[-1] = "*"  # OR with a field that allows every day
+    return _CronFields(fields, " ".join(canonical), day_or)
 
 
 class CronSchedule:
     """The ticks of one Schedule trigger: a cron evaluated on the wall clock of a zone."""
 
     def __init__(self, cron: str, timezone: str | None = "UTC", with_seconds: bool = False):
-        fields = _parse_cron(cron, with_seconds)
+        parsed = _parse_cron(cron, with_seconds)
+        fields = parsed.fields
         self.cron = cron
         self.with_seconds = with_seconds
         self.tz = resolve_zone(timezone)
         self.timezone = _zone_name(self.tz)
         self.expression = " ".join(fields)
+        self._croniter_expression = parsed.expression
+        self._day_or = parsed.day_or
         minute, hour = fields[-5], fields[-4]
         # Vixie cron: '*' in the minute or hour field makes a wildcard job (see module docstring).
         self.wildcard = minute.startswith("*") or hour.startswith("*")
@@ -339,9 +453,10 @@ class CronSchedule:
         ends, unless ``strict`` asks for the error.
         """
         it = croniter(
-            self.expression,
+            self._croniter_expression,
             wall - _SECOND if forward else wall + _SECOND,
             ret_type=datetime,
+            day_or=self._day_or,
             second_at_beginning=self.with_seconds,
             implement_cron_bug=True,
         )
@@ -362,14 +477,18 @@ class CronSchedule:
         second occurrence of a repeated wall time waits in a heap until the walk has passed it.
         Keys are instants going forwards and negated instants going backwards, so that the same
         code handles both directions.
+
+        Near a change of UTC offset, a wall time up to the size of the change before
+        ``bound``'s own wall time (after it, going backwards) can still map to an instant on the
+        right side of ``bound`` (a repeated hour's second pass, a skipped hour's end), so the
+        walk then starts that much earlier (plus an hour to spare) and filters by ``bound``.
         """
         sign = 1 if forward else -1
         tz = self.tz
+        offsets = [_offset_at(bound + delta, tz) for delta in (-_NEAR, 0, _NEAR)]
         margin = 0
-        if _offset_at(bound - _DST_MARGIN, tz) != _offset_at(bound, tz) or _offset_at(
-            bound, tz
-        ) != _offset_at(bound + _DST_MARGIN, tz):
-            margin = _DST_MARGIN
+        if len(set(offsets)) > 1:
+            margin = max(offsets) - min(offsets) + 3600
         wall = _wall_of(bound - sign * margin, tz)
         key_bound = sign * bound
         pending: list[int] = []

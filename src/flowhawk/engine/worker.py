@@ -31,6 +31,11 @@ def takeover_seconds() -> float:
     return float(os.environ.get("FLOWHAWK_TAKEOVER_SECONDS", "30"))
 
 
+def stop_grace_seconds() -> float:
+    """How long a stopping worker lets running executions finish before handing them back."""
+    return float(os.environ.get("FLOWHAWK_STOP_GRACE_SECONDS", "30"))
+
+
 def live_workers(repo: Repository) -> int:
     return Queue(repo).live_workers(max(5.0, takeover_seconds()))
 
@@ -62,6 +67,7 @@ class WorkerPool:
         self.worker_id = worker_id or f"w-{new_id()[:10]}"
         self.kind = kind
         self.stopping = threading.Event()
+        self._halted = threading.Event()
         self.wake = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, threading.Thread] = {}
@@ -88,22 +94,45 @@ class WorkerPool:
             self._threads.append(thread)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming; let running executions finish, hand back what is still running."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming; let running executions finish for ``timeout`` seconds (default
+        ``FLOWHAWK_STOP_GRACE_SECONDS``, 30), then hand back what is still running: its tasks
+        are interrupted here and another worker re-runs them as new attempts. The heartbeat
+        goes on meanwhile, so nobody takes these executions over early."""
+        grace = stop_grace_seconds() if timeout is None else timeout
         self.stopping.set()
         self._notify()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        deadline = time.monotonic() + grace
+        workers = [t for t in self._threads if t.name.startswith("flowhawk-worker-")]
+        for thread in workers:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            left = list(self._running)
-        for execution_id in left:
-            self.queue.hand_back(execution_id, self.worker_id)
+            left = dict(self._running)
+        for execution_id, thread in left.items():
+            self._hand_back(execution_id, thread)
+        self._halted.set()
+        for thread in self._threads:
+            thread.join(5.0)
         try:
             self.queue.stop_worker(self.worker_id)
         except Exception:
             log.warning("could not mark worker %s stopped", self.worker_id)
         self.logs.close()
+
+    def _hand_back(self, execution_id: str, thread: threading.Thread) -> None:
+        try:
+            released = self.queue.release(execution_id, self.worker_id)
+        except Exception as exc:
+            log.warning("could not hand back %s (another worker takes it over): %s", execution_id, exc)
+            return
+        if released:
+            self.executor.interrupt(execution_id)
+            thread.join(15.0)
+        try:
+            self.queue.hand_back(execution_id, self.worker_id)
+            log.info("handed back execution %s", execution_id)
+        except Exception as exc:
+            log.warning("could not hand back %s (another worker takes it over): %s", execution_id, exc)
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         self.start()
@@ -143,7 +172,8 @@ class WorkerPool:
             try:
                 self.executor.run(claimed.id)
             except Exception as exc:
-                log.exception("execution %s crashed the worker thread: %s", claimed.id, exc)
+                log.exception("execution %s failed in the worker, handing it back: %s", claimed.id, exc)
+                self._retry_hand_back(claimed.id)
             finally:
                 with self._lock:
                     self._running.pop(claimed.id, None)
@@ -152,9 +182,20 @@ class WorkerPool:
             except Exception as exc:
                 log.warning("after-execution hook failed for %s: %s", claimed.id, exc)
 
+    def _retry_hand_back(self, execution_id: str) -> None:
+        """After the executor itself failed (e.g. PostgreSQL went away mid-run): make the
+        execution claimable again, so it does not stay RUNNING under a live worker."""
+        for attempt in range(60):
+            try:
+                self.queue.hand_back(execution_id, self.worker_id)
+                return
+            except Exception:
+                if self._halted.wait(min(2.0, 0.2 * (attempt + 1))):
+                    return
+
     def _heartbeat_loop(self) -> None:
         last_takeover = 0.0
-        while not self.stopping.wait(2.0):
+        while not self._halted.wait(2.0):
             try:
                 self.queue.heartbeat(self.worker_id)
                 if time.monotonic() - last_takeover > 5.0:

@@ -96,13 +96,17 @@ class Queue:
         return int(row[0]) if row else 0
 
     def take_over(self, stale_seconds: float) -> list[str]:
-        """Hand back executions whose worker stopped heart-beating; they run again elsewhere."""
+        """Hand back executions whose worker stopped heart-beating; they run again elsewhere.
+
+        A worker id is ``ID`` or, while that worker hands an execution back, ``ID:handback``;
+        either counts as alive while worker ``ID`` heartbeats."""
         with self.repo.conn() as conn:
             rows = conn.execute(
                 "UPDATE executions SET state = 'CREATED', worker_id = NULL, updated_at = now()"
-                " WHERE state IN ('RUNNING', 'KILLING') AND worker_id IS NOT NULL AND worker_id IN ("
-                "   SELECT id FROM workers WHERE stopped_at IS NOT NULL"
-                "   OR heartbeat_at < now() - make_interval(secs => %s))"
+                " WHERE state IN ('RUNNING', 'KILLING') AND worker_id IS NOT NULL"
+                " AND split_part(worker_id, ':', 1) NOT IN ("
+                "   SELECT id FROM workers WHERE stopped_at IS NULL"
+                "   AND heartbeat_at >= now() - make_interval(secs => %s))"
                 " RETURNING id",
                 (stale_seconds,),
             ).fetchall()
@@ -110,12 +114,24 @@ class Queue:
                 conn.execute("SELECT pg_notify('flowhawk_queue', 'takeover')")
         return [r[0] for r in rows]
 
+    def release(self, execution_id: str, worker_id: str) -> bool:
+        """First step of a hand-back: the execution stays RUNNING (nobody claims it) but the
+        writes its worker makes as the execution ends no longer count."""
+        with self.repo.conn() as conn:
+            cur = conn.execute(
+                "UPDATE executions SET worker_id = %s WHERE id = %s AND worker_id = %s"
+                " AND state = 'RUNNING'",
+                (f"{worker_id}:handback", execution_id, worker_id),
+            )
+            return cur.rowcount > 0
+
     def hand_back(self, execution_id: str, worker_id: str) -> None:
+        """Make an execution of this worker claimable again (it re-runs what did not end)."""
         with self.repo.conn() as conn:
             conn.execute(
                 "UPDATE executions SET state = 'CREATED', worker_id = NULL, updated_at = now()"
-                " WHERE id = %s AND worker_id = %s AND state = 'RUNNING'",
-                (execution_id, worker_id),
+                " WHERE id = %s AND worker_id IN (%s, %s) AND state = 'RUNNING'",
+                (execution_id, worker_id, f"{worker_id}:handback"),
             )
             conn.execute("SELECT pg_notify('flowhawk_queue', %s)", (execution_id,))
 
@@ -157,9 +173,12 @@ class Queue:
             execution_id, revision, _state = rows[0]
             limit = limits(namespace, flow_id, revision)
             if limit.limit is None or running < limit.limit:
+                # clock_timestamp(): taken after the slot was seen free, so a start date is
+                # never earlier than the end date of the execution whose slot it took
                 conn.execute(
                     "UPDATE executions SET state = 'RUNNING', worker_id = %s, heartbeat_at = now(),"
-                    " start_date = COALESCE(start_date, now()), end_date = NULL, updated_at = now()"
+                    " start_date = COALESCE(start_date, clock_timestamp()), end_date = NULL,"
+                    " updated_at = now()"
                     " WHERE id = %s",
                     (worker_id, execution_id),
                 )

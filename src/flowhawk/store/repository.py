@@ -6,10 +6,11 @@ Engine and CLI talk to a ``Repository``; tasks never do.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -35,8 +36,31 @@ _EXECUTION_COLUMNS = (
 )
 
 
+#: how long an idempotent write waits for PostgreSQL to come back (a restart, a failover)
+RETRY_SECONDS = 120.0
+
+T = TypeVar("T")
+
+
 def _execution(row: dict[str, Any]) -> ExecutionRecord:
     return ExecutionRecord(**row)
+
+
+def retrying(operation: Callable[[], T], seconds: float = RETRY_SECONDS) -> T:
+    """Run an idempotent database operation, again and again while PostgreSQL is unreachable.
+
+    A connection broken by a server restart fails once and is then dropped by the pool, so
+    the next try gets a fresh one."""
+    deadline = time.monotonic() + seconds
+    delay = 0.1
+    while True:
+        try:
+            return operation()
+        except (DatabaseError, psycopg.OperationalError):
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 class Repository:
@@ -256,16 +280,25 @@ class Repository:
         if worker_id is not None:
             sql += " AND worker_id = %s"
             params.append(worker_id)
-        with self.conn() as conn:
-            conn.execute(sql, params)
-            conn.execute("SELECT pg_notify('flowhawk_executions', %s)", (f"{execution_id}:{state}",))
+
+        def update() -> None:
+            with self.conn() as conn:
+                conn.execute(sql, params)
+                conn.execute(
+                    "SELECT pg_notify('flowhawk_executions', %s)", (f"{execution_id}:{state}",)
+                )
+
+        retrying(update)
 
     def add_labels(self, execution_id: str, labels: dict[str, str]) -> None:
-        with self.conn() as conn:
-            conn.execute(
-                "UPDATE executions SET labels = labels || %s, updated_at = now() WHERE id = %s",
-                (Jsonb(labels), execution_id),
-            )
+        def update() -> None:
+            with self.conn() as conn:
+                conn.execute(
+                    "UPDATE executions SET labels = labels || %s, updated_at = now() WHERE id = %s",
+                    (Jsonb(labels), execution_id),
+                )
+
+        retrying(update)
 
     def request_kill(self, execution_id: str) -> bool:
         """Kill: a waiting execution ends KILLED now; a running one is told to stop."""
@@ -357,6 +390,9 @@ class Repository:
 
     # -- task runs ------------------------------------------------------------------
     def save_task_run(self, run: TaskRunRecord) -> None:
+        retrying(lambda: self._save_task_run(run))
+
+    def _save_task_run(self, run: TaskRunRecord) -> None:
         with self.conn() as conn:
             conn.execute(
                 "INSERT INTO task_runs (id, execution_id, path, task_id, parent_path, value, state,"

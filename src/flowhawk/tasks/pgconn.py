@@ -121,8 +121,9 @@ def kill_watch(ctx: TaskContext, conn: psycopg.Connection) -> Iterator[None]:
     try:
         yield
     finally:
+        # no join: the daemon watcher sees `done` at its next wake-up and leaves without
+        # touching the connection; joining would add up to one interval to every statement
         done.set()
-        watcher.join(timeout=2)
 
 
 def raise_if_killed(ctx: TaskContext, what: str = "") -> None:
