@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from types import SimpleNamespace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -275,6 +275,13 @@ def check_cron(expression: str, with_seconds: bool) -> None:
         croniter(text, second_at_beginning=with_seconds)
     except CroniterError as exc:
         raise ValueError(f"cron {text!r}: {exc}") from None
+    from flowhawk.engine.ticks import CronSchedule
+
+    CronSchedule(text, "UTC", with_seconds)
+
+
+if TYPE_CHECKING:
+    from flowhawk.engine.ticks import CronSchedule
 
 
 class ScheduleTrigger(BaseModel):
@@ -334,17 +341,17 @@ class ScheduleTrigger(BaseModel):
     def tz(self) -> tzinfo:
         return ZoneInfo(self.timezone)
 
-    def iterator(self, start: datetime) -> croniter:
-        """A croniter over this schedule's ticks after ``start``, in the trigger's time zone."""
-        if start.tzinfo is None:
-            raise ValueError("start must be timezone-aware")
-        return croniter(self.cron, start.astimezone(self.tz), second_at_beginning=self.withSeconds)
+    def schedule(self) -> CronSchedule:
+        """The trigger's ticks, with flowhawk's documented DST rules."""
+        from flowhawk.engine.ticks import CronSchedule
+
+        return CronSchedule(self.cron, self.timezone, self.withSeconds)
 
     def next_after(self, moment: datetime) -> datetime:
-        return self.iterator(moment).get_next(datetime)
+        return self.schedule().next_after(moment)
 
     def previous_before(self, moment: datetime) -> datetime:
-        return self.iterator(moment).get_prev(datetime)
+        return self.schedule().previous_before(moment)
 
 
 class Flow(BaseModel):
