@@ -242,6 +242,8 @@ def run(
     given_labels = parse_pairs(labels, "--label")
     date = parse_datetime(trigger_date, "--trigger-date") if trigger_date else None
     path = Path(target)
+    if path.suffix in (".yaml", ".yml") and not path.is_file():
+        fail(f"{target}: no such flow file")
     eng = engine()
     try:
         if path.exists() and path.is_file():
@@ -300,9 +302,11 @@ def executions_list(
         typer.echo(json.dumps([r.to_json() for r in rows]))
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("id", "flow", "state", "trigger date", "start", "end", "labels")
+    # ids are never shortened: users copy them into `executions show/kill/restart`
+    id_column = Column("id", no_wrap=True, min_width=max((len(r.id) for r in rows), default=2))
+    table = Table(id_column, "flow", "state", "trigger date", "start", "end", "labels")
     for r in rows:
         table.add_row(
             r.id,

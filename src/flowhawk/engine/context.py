@@ -13,6 +13,7 @@ from platformdirs import user_cache_dir
 from flowhawk.errors import ExpressionError, TaskError
 from flowhawk.expr import Renderer
 from flowhawk.store.files import FileStorage
+from flowhawk.tasks.base import TaskLogger
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 
@@ -97,7 +98,7 @@ class RunContext:
         self.variables = dict(variables)
         self.renderer = renderer
         self.masker = masker or Masker()
-        self.logger = ContextLogger(lambda level, msg: emit(level, self.masker.mask(msg)))
+        self.logger: TaskLogger = ContextLogger(lambda level, msg: emit(level, self.masker.mask(msg)))
         self._on_labels = on_labels
         self.cancel_event = cancel_event or threading.Event()
         #: where PostgreSQL tasks connect when no `url` is set anywhere (the state database)

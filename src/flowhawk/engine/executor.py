@@ -377,6 +377,7 @@ class _ExecutionRun:
         if task.disabled:
             return "SUCCESS"
         path = scope.child(task.id)
+        error_before = self.first_error
         previous = self.previous.get(path)
         if previous is not None and previous.state in DONE_OK and not task.flowable:
             if previous.outputs is not None:
@@ -419,6 +420,7 @@ class _ExecutionRun:
         if state == "FAILED" and task.allowFailure:
             self.log("WARN", f"{task.id} failed; allowFailure turns it into a warning", task.id)
             state = "WARNING"
+            self.first_error = error_before  # a tolerated failure is not the execution's error
         record.state = state
         self._finish(record)
         return state
