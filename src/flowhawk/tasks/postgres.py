@@ -10,6 +10,8 @@ identifiers instead, which PostgreSQL then reads (and case-folds) as written.
 
 from __future__ import annotations
 
+import csv
+
 import base64
 import json
 import math
@@ -757,6 +759,7 @@ class CopyIn(_PostgresCopy):
         except OSError as exc:
             raise TaskError(f"property `from`: cannot read {uri}: {exc.strerror}") from None
         with source:
+            self._check_header(ctx, source, uri)
             conn, target = self.open_connection(ctx)
             ctx.logger.debug(f"running {copy_sql}")
             with conn, kill_watch(ctx, conn):
@@ -767,8 +770,41 @@ class CopyIn(_PostgresCopy):
                         count = cur.rowcount
                 except psycopg.Error as exc:
                     raise self._copy_failed(ctx, exc, target, copy_sql) from None
-        ctx.logger.info(f"copied {count} rows from {uri} into {self.table}")
+        into = str(ctx.render(self.table, "table")) if self.table else "?"
+        ctx.logger.info(f"copied {count} rows from {uri} into {into}")
         return {"rowCount": count}
+
+    def _check_header(self, ctx: TaskContext, source: IO[bytes], uri: str) -> None:
+        """With a CSV header and `columns`, the header must name those columns (any case).
+
+        PostgreSQL's HEADER only skips the line; a file of another layout would then load
+        its values into the wrong columns.
+        """
+        if self.header is None or self.columns is None or self.copy_format(ctx) != "CSV":
+            return
+        if not _as_bool(ctx.render(self.header, "header"), "header"):
+            return
+        columns = _name_list(ctx.render(self.columns, "columns"), "columns")
+        if not columns:
+            return
+        first = source.readline(1 << 20)
+        source.seek(0)
+        if not first.strip():
+            raise TaskError(f"{uri}: the file is empty; expected a header line")
+        delimiter = _unescape_char(str(ctx.render(self.delimiter, "delimiter"))) if self.delimiter else ","
+        quote = str(ctx.render(self.quote, "quote")) if self.quote else '"'
+        encoding = str(ctx.render(self.encoding, "encoding")) if self.encoding else "utf-8"
+        try:
+            text = first.decode(encoding).lstrip("\ufeff").rstrip("\r\n")
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise TaskError(f"{uri}: line 1: cannot decode the header: {exc}") from None
+        found = next(csv.reader([text], delimiter=delimiter, quotechar=quote), [])
+        if [c.strip().lower() for c in found] != [c.lower() for c in columns]:
+            into = str(ctx.render(self.table, "table")) if self.table else "the table"
+            raise TaskError(
+                f"COPY into {into}: {uri}: line 1: the header does not match `columns`: expected"
+                f" {', '.join(columns)}; found {', '.join(found)}"
+            )
 
 
 def _pump(ctx: TaskContext, source: IO[bytes], copy: psycopg.Copy) -> None:
