@@ -1,0 +1,1 @@
+"""flowhawk's HTTP server: the REST API under ``/api/v1`` and the server-rendered web UI."""
