@@ -157,6 +157,8 @@ class Executor:
             self.logs.flush()
             self.repo.set_execution_state(execution_id, "FAILED", error=str(exc))
             return "FAILED"
+        if not secret_inputs:
+            secret_inputs = self.repo.secret_inputs(execution_id)
         run = _ExecutionRun(self, execution, flow, secret_inputs or {})
         with self._runs_lock:
             self._runs[execution_id] = run
@@ -303,7 +305,8 @@ class _ExecutionRun:
     # -- execution ------------------------------------------------------------------
     def run(self) -> str:
         ex = self.execution
-        self.repo.set_execution_state(ex.id, "RUNNING", worker_id=self.ex.worker_id)
+        if not (ex.state == "RUNNING" and ex.worker_id and ex.worker_id == self.ex.worker_id):
+            self.repo.set_execution_state(ex.id, "RUNNING", worker_id=self.ex.worker_id)
         if self.execution.start_date is None:
             self.execution.start_date = _now()
         self.log("INFO", f"Execution {ex.id} of {ex.namespace}/{ex.flow_id} started")
@@ -394,7 +397,8 @@ class _ExecutionRun:
             attempts=_interrupted(previous.attempts) if previous else [],
             start_date=_now(),
         )
-        self.repo.save_task_run(record)
+        if task.flowable:  # its children show under it; any other task is saved by its attempt
+            self.repo.save_task_run(record)
         taskrun = {
             "id": record.id,
             "value": record.value,

@@ -130,6 +130,8 @@ class Engine:
             trigger_date=trigger_date,
             backfill_id=backfill_id,
         )
+        if any(v is not None for v in secrets.values()):
+            self.repo.save_secret_inputs(execution.id, secrets)
         return Started(execution, flow, secrets)
 
     def run_to_end(self, started: Started, console: ConsoleSink | None = None) -> str:
