@@ -658,11 +658,31 @@ def test_transitions_match_cronsim_both_ways(cron: str, zone: str, year: int, sp
     if zone != "Australia/Lord_Howe":
         # cronsim 2.x loses ticks after Lord Howe's half-hour jump (from 00:59 it goes to
         # 08:31 for '* */8 * * *'); whole-hour transitions it handles with Vixie's rules too.
+        # Around the clock change itself cronsim follows its own rule for wildcard jobs
+        # (it catches up `* 0 * * *` after a midnight gap; Vixie cron, and flowhawk, skip
+        # it). Those instants are checked by the explicit DST tests above; compare the rest.
+        change = transition_instant(start, end, tz)
         reference = CronSim(cron, start - timedelta(seconds=1))
-        assert utc(ticks) == utc(islice(takewhile(lambda t: t <= end, reference), 400))
+        theirs = utc(islice(takewhile(lambda t: t <= end, reference), 400))
+        assert away_from(utc(ticks), change) == away_from(theirs, change)
     assert iso(walk_back(schedule, start, end)) == iso(ticks)
     if len(ticks) < 100:
         assert iso(walk_forward(schedule, start, end)) == iso(ticks)
+
+
+def transition_instant(start: datetime, end: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant in [start, end] whose UTC offset differs from start's (1 min steps)."""
+    first = start.astimezone(tz).utcoffset()
+    moment = start.astimezone(UTC)
+    while moment <= end.astimezone(UTC):
+        if moment.astimezone(tz).utcoffset() != first:
+            return moment
+        moment += timedelta(minutes=1)
+    return end.astimezone(UTC) + timedelta(days=365)
+
+
+def away_from(ticks: list[datetime], change: datetime) -> list[datetime]:
+    return [t for t in ticks if abs(t - change) > timedelta(hours=2)]
 
 
 def test_fixed_offset_zone_object() -> None:
