@@ -69,6 +69,7 @@ class WorkerPool:
         self.stopping = threading.Event()
         self._halted = threading.Event()
         self.wake = threading.Condition()
+        self._wakeups = 0
         self._threads: list[threading.Thread] = []
         self._running: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -89,7 +90,9 @@ class WorkerPool:
             thread.start()
             self._threads.append(thread)
         for i in range(self.threads):
-            thread = threading.Thread(target=self._work_loop, name=f"flowhawk-worker-{i}", daemon=True)
+            thread = threading.Thread(
+                target=self._work_loop, name=f"flowhawk-worker-{i}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self
@@ -123,7 +126,9 @@ class WorkerPool:
         try:
             released = self.queue.release(execution_id, self.worker_id)
         except Exception as exc:
-            log.warning("could not hand back %s (another worker takes it over): %s", execution_id, exc)
+            log.warning(
+                "could not hand back %s (another worker takes it over): %s", execution_id, exc
+            )
             return
         if released:
             self.executor.interrupt(execution_id)
@@ -132,7 +137,9 @@ class WorkerPool:
             self.queue.hand_back(execution_id, self.worker_id)
             log.info("handed back execution %s", execution_id)
         except Exception as exc:
-            log.warning("could not hand back %s (another worker takes it over): %s", execution_id, exc)
+            log.warning(
+                "could not hand back %s (another worker takes it over): %s", execution_id, exc
+            )
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         self.start()
@@ -146,6 +153,7 @@ class WorkerPool:
     # -- loops ----------------------------------------------------------------------
     def _notify(self) -> None:
         with self.wake:
+            self._wakeups += 1
             self.wake.notify_all()
 
     def _limit(self, namespace: str, flow_id: str, revision: int) -> Limit:
@@ -157,6 +165,8 @@ class WorkerPool:
 
     def _work_loop(self) -> None:
         while not self.stopping.is_set():
+            with self.wake:
+                seen = self._wakeups
             try:
                 claimed = self.queue.claim(self.worker_id, self._limit)
             except Exception as exc:
@@ -165,14 +175,18 @@ class WorkerPool:
                 continue
             if claimed is None:
                 with self.wake:
-                    self.wake.wait(1.0)
+                    # a wake-up that came while claiming may be for work that claim missed
+                    if self._wakeups == seen:
+                        self.wake.wait(1.0)
                 continue
             with self._lock:
                 self._running[claimed.id] = threading.current_thread()
             try:
                 self.executor.run(claimed.id)
             except Exception as exc:
-                log.exception("execution %s failed in the worker, handing it back: %s", claimed.id, exc)
+                log.exception(
+                    "execution %s failed in the worker, handing it back: %s", claimed.id, exc
+                )
                 self._retry_hand_back(claimed.id)
             finally:
                 with self._lock:
@@ -212,10 +226,8 @@ class WorkerPool:
                     for channel in CHANNELS:
                         conn.execute(f"LISTEN {channel}")
                     while not self.stopping.is_set():
-                        got = False
+                        # wake the workers at each notification, not when the batch ends
                         for _ in conn.notifies(timeout=1.0, stop_after=100):
-                            got = True
-                        if got:
                             self._notify()
             except Exception as exc:
                 log.warning("LISTEN connection lost (polling meanwhile): %s", exc)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from flowhawk.errors import FlowhawkError
 from flowhawk.store.repository import Repository
 
 
@@ -35,7 +36,7 @@ class Claimed:
 LimitLookup = Callable[[str, str, int], Limit]
 
 _FLOWS_WAITING = """
-SELECT namespace, flow_id, min(seq) AS first
+SELECT namespace, flow_id, min(seq) AS first, (array_agg(flow_revision ORDER BY seq))[1]
 FROM executions
 WHERE state IN ('CREATED', 'QUEUED') AND NOT kill_requested
 GROUP BY namespace, flow_id
@@ -57,8 +58,16 @@ WHERE namespace = %s AND flow_id = %s AND state IN ('CREATED', 'QUEUED')
             WHERE r.backfill_id = b.id AND r.state IN ('RUNNING', 'KILLING'))))
 ORDER BY seq
 LIMIT 64
-FOR UPDATE SKIP LOCKED
 """
+
+
+def _limit_of(limits: LimitLookup, namespace: str, flow_id: str, revision: int) -> Limit:
+    """The limit of the oldest waiting execution's revision; a flow that cannot be loaded has
+    none here, so that its execution is claimed and the executor fails it with the reason."""
+    try:
+        return limits(namespace, flow_id, revision)
+    except FlowhawkError:
+        return Limit(None)
 
 
 class Queue:
@@ -141,10 +150,17 @@ class Queue:
         here; over a QUEUE limit they become QUEUED and wait their turn."""
         with self.repo.conn() as conn:
             flows = conn.execute(_FLOWS_WAITING, (scan,)).fetchall()
-            for namespace, flow_id, _first in flows:
-                claimed = self._claim_in_flow(conn, worker_id, namespace, flow_id, limits)
-                if claimed is not None:
-                    return claimed
+        for namespace, flow_id, _first, revision in flows:
+            # looked up holding no connection: it may read the flow from the pool, and a
+            # thread holding one connection while waiting for another can starve the pool
+            limit = _limit_of(limits, namespace, flow_id, revision)
+            with self.repo.conn() as conn:
+                try:
+                    claimed = self._claim_in_flow(conn, worker_id, namespace, flow_id, limit)
+                except psycopg.errors.LockNotAvailable:
+                    continue  # another worker holds this flow for long: try the next flow
+            if claimed is not None:
+                return claimed
         return None
 
     def _claim_in_flow(
@@ -153,14 +169,20 @@ class Queue:
         worker_id: str,
         namespace: str,
         flow_id: str,
-        limits: LimitLookup,
+        limit: Limit,
     ) -> Claimed | None:
         with conn.transaction():
-            got = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (f"run:{namespace}/{flow_id}",)
-            ).fetchone()
-            if not got or not got[0]:
-                return None
+            # Waiting a moment for the flow's lock (held for a millisecond or two) beats giving
+            # up and sleeping until the next wake-up. The commit need not wait for its WAL
+            # flush: visibility, hence the limit, is unaffected; the execution's durable final
+            # state flushes it, and only a crash of PostgreSQL itself can undo a claim.
+            conn.execute(
+                "SELECT set_config('lock_timeout', '2s', true),"
+                " set_config('synchronous_commit', 'off', true)"
+            )
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"run:{namespace}/{flow_id}",)
+            )
             rows = conn.execute(_OLDEST_OF_FLOW, (namespace, flow_id)).fetchall()
             if not rows:
                 return None
@@ -170,19 +192,21 @@ class Queue:
                 (namespace, flow_id),
             ).fetchone()
             running = int(count[0]) if count else 0
-            execution_id, revision, _state = rows[0]
-            limit = limits(namespace, flow_id, revision)
             if limit.limit is None or running < limit.limit:
-                # clock_timestamp(): taken after the slot was seen free, so a start date is
-                # never earlier than the end date of the execution whose slot it took
-                conn.execute(
-                    "UPDATE executions SET state = 'RUNNING', worker_id = %s, heartbeat_at = now(),"
-                    " start_date = COALESCE(start_date, clock_timestamp()), end_date = NULL,"
-                    " updated_at = now()"
-                    " WHERE id = %s",
-                    (worker_id, execution_id),
-                )
-                return Claimed(execution_id, namespace, flow_id)
+                for candidate, _rev, _st in rows:
+                    # clock_timestamp(): taken after the slot was seen free, so a start date is
+                    # never earlier than the end date of the execution whose slot it took; the
+                    # state test skips one killed or cancelled meanwhile
+                    cur = conn.execute(
+                        "UPDATE executions SET state = 'RUNNING', worker_id = %s,"
+                        " heartbeat_at = now(), start_date = COALESCE(start_date, clock_timestamp()),"
+                        " end_date = NULL, updated_at = now()"
+                        " WHERE id = %s AND state IN ('CREATED', 'QUEUED') AND NOT kill_requested",
+                        (worker_id, candidate),
+                    )
+                    if cur.rowcount:
+                        return Claimed(candidate, namespace, flow_id)
+                return None
             ids = [r[0] for r in rows]
             if limit.behavior == "QUEUE":
                 conn.execute(
@@ -194,7 +218,8 @@ class Queue:
             final = "CANCELLED" if limit.behavior == "CANCEL" else "FAILED"
             conn.execute(
                 "UPDATE executions SET state = %s, start_date = COALESCE(start_date, now()),"
-                " end_date = now(), updated_at = now(), error = %s WHERE id = ANY(%s)",
+                " end_date = now(), updated_at = now(), error = %s WHERE id = ANY(%s)"
+                " AND state IN ('CREATED', 'QUEUED') AND NOT kill_requested",
                 (final, f"concurrency limit of {limit.limit} reached ({limit.behavior})", ids),
             )
             conn.execute("SELECT pg_notify('flowhawk_executions', %s)", (f"*:{final}",))
