@@ -21,6 +21,7 @@ from flowhawk.engine.scheduler import schedule_of, scheduled_inputs, tick_variab
 from flowhawk.engine.ticks import CronSchedule, parse_when, plan_backfill
 from flowhawk.errors import FlowhawkError
 from flowhawk.store.ids import new_id
+from flowhawk.store.repository import retrying
 from flowhawk.store.scheduling import (
     UNDER_WAY,
     BackfillRecord,
@@ -326,11 +327,11 @@ def wait(
     store = SchedulingStore(repo)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        progress = store.progress([backfill_id])[backfill_id]
+        progress = retrying(lambda: store.progress([backfill_id])[backfill_id])
         if on_progress is not None:
             on_progress(progress)
         if progress.finished:
-            status(repo, backfill_id)
+            retrying(lambda: status(repo, backfill_id))
             return progress
         if deadline is not None and time.monotonic() > deadline:
             return progress
