@@ -32,7 +32,7 @@ def time_cli(runs: int) -> list[float]:
 
 def flow_with(n: int) -> str:
     tasks = "\n".join(
-        f"  - id: t{i}\n    type: io.kestra.plugin.core.debug.Return\n    format: \"{{{{ {i} }}}}\""
+        f'  - id: t{i}\n    type: io.kestra.plugin.core.debug.Return\n    format: "{{{{ {i} }}}}"'
         for i in range(n)
     )
     return f"id: overhead{n}\nnamespace: bench\ntasks:\n{tasks}\n"
@@ -66,8 +66,18 @@ def main() -> None:
     times = time_cli(args.runs)
     one, many, per_task = per_task_overhead()
     rows = [
-        ("flowhawk run flows/hello.yaml (fresh process)", f"{min(times):.2f} s best, {statistics.median(times):.2f} s median", "< 1.5 s", f"{min(times) / 1.5:.2f}x of target"),
-        ("engine overhead per trivial task", f"{per_task * 1000:.2f} ms", "< 5 ms", f"{per_task * 1000 / 5:.2f}x of target"),
+        (
+            "flowhawk run flows/hello.yaml (fresh process)",
+            f"{min(times):.2f} s best, {statistics.median(times):.2f} s median",
+            "< 1.5 s",
+            f"{min(times) / 1.5:.2f}x of target",
+        ),
+        (
+            "engine overhead per trivial task",
+            f"{per_task * 1000:.2f} ms",
+            "< 5 ms",
+            f"{per_task * 1000 / 5:.2f}x of target",
+        ),
         ("  (1-task flow / 201-task flow in-process)", f"{one:.3f} s / {many:.3f} s", "", ""),
     ]
     width = max(len(r[0]) for r in rows)

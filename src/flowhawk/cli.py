@@ -85,7 +85,11 @@ def console_sink(stream: Any = None) -> Any:
         console = Console(file=out, highlight=False)
 
         def pretty(line: LogLine) -> None:
-            where = f"{line.task_id}[{line.attempt}]" if line.task_id and line.attempt else (line.task_id or "-")
+            where = (
+                f"{line.task_id}[{line.attempt}]"
+                if line.task_id and line.attempt
+                else (line.task_id or "-")
+            )
             text = Text()
             text.append(line.ts.astimezone().strftime("%H:%M:%S.%f")[:-3] + " ", style="dim")
             text.append(f"{line.level:<5} ", style=LEVEL_STYLE.get(line.level, ""))
@@ -96,7 +100,11 @@ def console_sink(stream: Any = None) -> Any:
         return pretty
 
     def plain(line: LogLine) -> None:
-        where = f"{line.task_id}[{line.attempt}]" if line.task_id and line.attempt else (line.task_id or "-")
+        where = (
+            f"{line.task_id}[{line.attempt}]"
+            if line.task_id and line.attempt
+            else (line.task_id or "-")
+        )
         message = line.message.replace("\r", "").replace("\n", "\\n")
         out.write(f"{line.ts.isoformat()} {line.level} {where} {message}\n")
         out.flush()
@@ -114,7 +122,9 @@ def parse_datetime(text: str, what: str) -> datetime:
 
 # -- flow --------------------------------------------------------------------------------
 @flow_app.command("validate")
-def flow_validate(paths: Annotated[list[Path], typer.Argument(help="Flow files or folders.")]) -> None:
+def flow_validate(
+    paths: Annotated[list[Path], typer.Argument(help="Flow files or folders.")],
+) -> None:
     """Report every problem of every file as file:line: key.path: message."""
     from flowhawk.flow.loader import validate_source
 
@@ -145,7 +155,9 @@ def _flow_files(paths: list[Path]) -> list[Path]:
 
 
 @flow_app.command("deploy")
-def flow_deploy(paths: Annotated[list[Path], typer.Argument(help="Flow files or folders.")]) -> None:
+def flow_deploy(
+    paths: Annotated[list[Path], typer.Argument(help="Flow files or folders.")],
+) -> None:
     """Store flows (a new revision when the source changed)."""
     from flowhawk.errors import FlowhawkError
     from flowhawk.flow.loader import FlowValidationError
@@ -182,7 +194,9 @@ def flow_list(
     eng.close()
     if as_json:
         typer.echo(
-            json.dumps([{"namespace": f.namespace, "id": f.id, "revision": f.revision} for f in flows])
+            json.dumps(
+                [{"namespace": f.namespace, "id": f.id, "revision": f.revision} for f in flows]
+            )
         )
         return
     from rich.console import Console
@@ -190,7 +204,9 @@ def flow_list(
 
     table = Table("namespace", "id", "revision", "updated")
     for f in flows:
-        table.add_row(f.namespace, f.id, str(f.revision), f.created_at.isoformat() if f.created_at else "")
+        table.add_row(
+            f.namespace, f.id, str(f.revision), f.created_at.isoformat() if f.created_at else ""
+        )
     Console().print(table)
 
 
@@ -344,7 +360,9 @@ def executions_show(
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{execution.id}[/] {execution.namespace}/{execution.flow_id} rev {execution.flow_revision}: [bold]{execution.state}[/]")
+    console.print(
+        f"[bold]{execution.id}[/] {execution.namespace}/{execution.flow_id} rev {execution.flow_revision}: [bold]{execution.state}[/]"
+    )
     for key in ("labels", "inputs", "trigger", "outputs", "error"):
         if data.get(key):
             console.print(f"{key}: {json.dumps(data[key], default=str)}")
@@ -413,12 +431,24 @@ def logs(
         fail(f"execution {execution_id} not found")
     sink = console_sink()
     for rec in eng.repo.logs(execution_id, min_level=level, task_id=task):
-        sink(LogLine(rec.execution_id, rec.task_run_id, rec.task_id, rec.attempt, rec.ts, rec.level, rec.message))
+        sink(
+            LogLine(
+                rec.execution_id,
+                rec.task_run_id,
+                rec.task_id,
+                rec.attempt,
+                rec.ts,
+                rec.level,
+                rec.message,
+            )
+        )
     eng.close()
 
 
 # -- taxi --------------------------------------------------------------------------------
-taxi_app = typer.Typer(help="NYC taxi data: verify loaded months, make synthetic months.", no_args_is_help=True)
+taxi_app = typer.Typer(
+    help="NYC taxi data: verify loaded months, make synthetic months.", no_args_is_help=True
+)
 app.add_typer(taxi_app, name="taxi")
 
 
@@ -428,9 +458,12 @@ def taxi_verify(
     start: Annotated[str, typer.Option("--start", help="YYYY-MM")],
     end: Annotated[str, typer.Option("--end", help="YYYY-MM")],
     flow: Annotated[
-        str | None, typer.Option("--flow", help="Take the database from this flow's pluginDefaults.")
+        str | None,
+        typer.Option("--flow", help="Take the database from this flow's pluginDefaults."),
     ] = None,
-    recount: Annotated[bool, typer.Option("--recount", help="Download the sources again and count.")] = False,
+    recount: Annotated[
+        bool, typer.Option("--recount", help="Download the sources again and count.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check that every month in the range is loaded, complete and without duplicate ids."""
@@ -519,7 +552,9 @@ def server(
     eng = engine()
     for path in _flow_files(flows or []):
         flow, revision, changed = eng.deploy_file(path)
-        typer.echo(f"{flow.namespace}/{flow.id} revision {revision} {'deployed' if changed else 'unchanged'}")
+        typer.echo(
+            f"{flow.namespace}/{flow.id} revision {revision} {'deployed' if changed else 'unchanged'}"
+        )
     stop = threading.Event()
     pool = WorkerPool(eng, threads, kind="server").start()
     sched_thread = None

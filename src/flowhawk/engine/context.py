@@ -98,7 +98,9 @@ class RunContext:
         self.variables = dict(variables)
         self.renderer = renderer
         self.masker = masker or Masker()
-        self.logger: TaskLogger = ContextLogger(lambda level, msg: emit(level, self.masker.mask(msg)))
+        self.logger: TaskLogger = ContextLogger(
+            lambda level, msg: emit(level, self.masker.mask(msg))
+        )
         self._on_labels = on_labels
         self.cancel_event = cancel_event or threading.Event()
         #: where PostgreSQL tasks connect when no `url` is set anywhere (the state database)

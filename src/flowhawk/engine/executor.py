@@ -487,7 +487,9 @@ class _ExecutionRun:
         )
         timeout = None
         if task.timeout:
-            timeout = parse_duration(str(self._render(task, scope, taskrun, task.timeout, "timeout")))
+            timeout = parse_duration(
+                str(self._render(task, scope, taskrun, task.timeout, "timeout"))
+            )
         for number in range(1, max_attempts + 1):
             attempt_no = len(record.attempts) + 1
             taskrun["attemptsCount"] = attempt_no - 1
@@ -641,7 +643,9 @@ class _ExecutionRun:
         name = "then" if branch_true else "else"
         return self.run_list(children, self._sub(scope, f"{scope.child(task.id)}/{name}"))
 
-    def _flow_sequential(self, task: Any, scope: Scope, record: TaskRunRecord, taskrun: dict) -> str:
+    def _flow_sequential(
+        self, task: Any, scope: Scope, record: TaskRunRecord, taskrun: dict
+    ) -> str:
         return self.run_list(task.tasks, self._sub(scope, scope.child(task.id)))
 
     def _flow_parallel(self, task: Any, scope: Scope, record: TaskRunRecord, taskrun: dict) -> str:
@@ -691,14 +695,18 @@ class _ExecutionRun:
                     break
         else:
             workers = limit if limit > 0 else max(1, len(items))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"each-{task.id}") as pool:
+            with ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=f"each-{task.id}"
+            ) as pool:
                 states = list(pool.map(iteration, items))
         record.outputs = {"iterations": len(values)}
         return _worst(states)
 
     _flow_eachsequential = _flow_foreach
 
-    def _flow_eachparallel(self, task: Any, scope: Scope, record: TaskRunRecord, taskrun: dict) -> str:
+    def _flow_eachparallel(
+        self, task: Any, scope: Scope, record: TaskRunRecord, taskrun: dict
+    ) -> str:
         return self._flow_foreach(task, scope, record, taskrun)
 
     def _flow_subflow(self, task: Any, scope: Scope, record: TaskRunRecord, taskrun: dict) -> str:
@@ -709,7 +717,9 @@ class _ExecutionRun:
         flow_record = self.repo.get_flow(namespace, flow_id)
         if flow_record is None:
             raise TaskError(f"task `{task.id}`: subflow {namespace}/{flow_id} is not deployed")
-        child_flow = load_flow(flow_record.source, f"{namespace}/{flow_id}", self.ex.settings.plugin_defaults)
+        child_flow = load_flow(
+            flow_record.source, f"{namespace}/{flow_id}", self.ex.settings.plugin_defaults
+        )
         given = self._render(task, scope, taskrun, task.inputs or {}, "inputs")
         try:
             inputs = resolve_inputs(child_flow, given)
@@ -739,7 +749,11 @@ class _ExecutionRun:
         child_executor = Executor(self.repo, self.ex.settings, log_writer=self.ex.logs)
         child_state = child_executor.run(child.id, secret_inputs=secrets)
         done = self.repo.get_execution(child.id)
-        outs = {"executionId": child.id, "state": child_state, "outputs": (done.outputs if done else None) or {}}
+        outs = {
+            "executionId": child.id,
+            "state": child_state,
+            "outputs": (done.outputs if done else None) or {},
+        }
         record.outputs = outs
         self.store_outputs(task.id, scope, outs)
         if child_state in ("SUCCESS", "WARNING"):

@@ -115,7 +115,9 @@ class Engine:
         resolved = resolve_inputs(flow, given)
         secret_ids = secret_inputs(flow)
         secrets = {k: v for k, v in resolved.items() if k in secret_ids}
-        stored_inputs = {k: ("******" if k in secret_ids and v is not None else v) for k, v in resolved.items()}
+        stored_inputs = {
+            k: ("******" if k in secret_ids and v is not None else v) for k, v in resolved.items()
+        }
         if trigger_date is not None:
             trigger = trigger_variables(flow, trigger_id, trigger_date)
         execution = self.repo.create_execution(

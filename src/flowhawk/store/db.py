@@ -95,5 +95,7 @@ def connect(url: str, *, autocommit: bool = True, retries: int = 0) -> psycopg.C
                 time.sleep(min(2.0, 0.2 * (attempt + 1)))
     reason = str(last).strip().splitlines()[0] if last else "unknown error"
     with contextlib.suppress(Exception):
-        reason = reason.replace(pg_conninfo.conninfo_to_dict(url).get("password") or "\0", "***")
+        reason = reason.replace(
+            str(pg_conninfo.conninfo_to_dict(url).get("password") or "\0"), "***"
+        )
     raise DatabaseError(f"cannot connect to PostgreSQL ({describe(url)}): {reason}")

@@ -196,7 +196,9 @@ class Repository:
             params = [namespace, namespace + ".%"]
         with self.conn() as conn:
             rows = (
-                conn.cursor(row_factory=dict_row).execute(sql.format(where=where), params).fetchall()
+                conn.cursor(row_factory=dict_row)
+                .execute(sql.format(where=where), params)
+                .fetchall()
             )
         return [FlowRecord(**r) for r in rows if not r["deleted"]]
 
@@ -282,7 +284,9 @@ class Repository:
         with self.conn() as conn:
             row = (
                 conn.cursor(row_factory=dict_row)
-                .execute(f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = %s", (execution_id,))
+                .execute(
+                    f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = %s", (execution_id,)
+                )
                 .fetchone()
             )
         return _execution(row) if row else None
@@ -542,7 +546,9 @@ class Repository:
         return [LogRecord(**r) for r in rows]
 
     # -- files ----------------------------------------------------------------------
-    def record_files(self, execution_id: str, task_id: str, files: Sequence[tuple[str, int]]) -> None:
+    def record_files(
+        self, execution_id: str, task_id: str, files: Sequence[tuple[str, int]]
+    ) -> None:
         if not files:
             return
         with self.conn() as conn:

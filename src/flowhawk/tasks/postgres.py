@@ -10,9 +10,8 @@ identifiers instead, which PostgreSQL then reads (and case-folds) as written.
 
 from __future__ import annotations
 
-import csv
-
 import base64
+import csv
 import json
 import math
 import os
@@ -791,7 +790,9 @@ class CopyIn(_PostgresCopy):
         source.seek(0)
         if not first.strip():
             raise TaskError(f"{uri}: the file is empty; expected a header line")
-        delimiter = _unescape_char(str(ctx.render(self.delimiter, "delimiter"))) if self.delimiter else ","
+        delimiter = (
+            _unescape_char(str(ctx.render(self.delimiter, "delimiter"))) if self.delimiter else ","
+        )
         quote = str(ctx.render(self.quote, "quote")) if self.quote else '"'
         encoding = str(ctx.render(self.encoding, "encoding")) if self.encoding else "utf-8"
         try:

@@ -62,7 +62,9 @@ def parse_pg_url(url: str, username: str | None = None, password: str | None = N
     ``username``/``password`` (task properties) win over credentials written in the URL.
     """
     if not url:
-        raise TaskError("no PostgreSQL url given (set `url`, e.g. jdbc:postgresql://localhost:5432/db)")
+        raise TaskError(
+            "no PostgreSQL url given (set `url`, e.g. jdbc:postgresql://localhost:5432/db)"
+        )
     raw = url.strip()
     if raw.startswith("jdbc:"):
         raw = raw[len("jdbc:") :]
