@@ -29,6 +29,7 @@ from flowhawk.store.records import (
     LogRecord,
     TaskRunRecord,
 )
+from flowhawk.store.sql import Where
 
 _EXECUTION_COLUMNS = (
     "id, namespace, flow_id, flow_revision, state, labels, inputs, outputs, trigger, trigger_id,"
@@ -410,35 +411,19 @@ class Repository:
         before: tuple[datetime, str] | None = None,
     ) -> list[ExecutionRecord]:
         """Newest first; ``before`` = (created_at, id) of the last row seen (keyset paging)."""
-        where: list[str] = []
-        params: list[Any] = []
-        if namespace:
-            where.append("namespace = %s")
-            params.append(namespace)
-        if flow_id:
-            where.append("flow_id = %s")
-            params.append(flow_id)
-        if states:
-            where.append("state = ANY(%s)")
-            params.append(list(states))
-        if labels:
-            where.append("labels @> %s")
-            params.append(Jsonb(labels))
-        if start_after:
-            where.append("created_at >= %s")
-            params.append(start_after)
-        if start_before:
-            where.append("created_at <= %s")
-            params.append(start_before)
-        if backfill_id:
-            where.append("backfill_id = %s")
-            params.append(backfill_id)
-        if before:
-            where.append("(created_at, id) < (%s, %s)")
-            params.extend(before)
-        sql = f"SELECT {_EXECUTION_COLUMNS} FROM executions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where = (
+            Where()
+            .add(bool(namespace), "namespace = %s", namespace)
+            .add(bool(flow_id), "flow_id = %s", flow_id)
+            .add(bool(states), "state = ANY(%s)", list(states))
+            .add(bool(labels), "labels @> %s", Jsonb(labels or {}))
+            .add(start_after is not None, "created_at >= %s", start_after)
+            .add(start_before is not None, "created_at <= %s", start_before)
+            .add(bool(backfill_id), "backfill_id = %s", backfill_id)
+            .add(before is not None, "(created_at, id) < (%s, %s)", *(before or ()))
+        )
+        params = where.params
+        sql = f"SELECT {_EXECUTION_COLUMNS} FROM executions{where.sql()}"
         sql += " ORDER BY created_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT %s"

@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from flowhawk.store.records import TERMINAL_STATES
 from flowhawk.store.repository import Repository
+from flowhawk.store.sql import Where
 
 #: states in which an execution is still under way
 UNDER_WAY = ("CREATED", "QUEUED", "RUNNING", "PAUSED", "KILLING", "RETRYING", "RESTARTED")
@@ -236,20 +237,11 @@ class SchedulingStore:
     def list_triggers(
         self, namespace: str | None = None, flow_id: str | None = None
     ) -> list[TriggerRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if namespace:
-            where.append("namespace = %s")
-            params.append(namespace)
-        if flow_id:
-            where.append("flow_id = %s")
-            params.append(flow_id)
-        sql = f"SELECT {_TRIGGER_COLUMNS} FROM triggers"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where = _flow_filter(namespace, flow_id)
+        sql = f"SELECT {_TRIGGER_COLUMNS} FROM triggers{where.sql()}"
         sql += " ORDER BY namespace, flow_id, trigger_id"
         with self.repo.conn() as conn:
-            rows = conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
+            rows = conn.cursor(row_factory=dict_row).execute(sql, where.params).fetchall()
         return [TriggerRecord(**r) for r in rows]
 
     def get_trigger(self, namespace: str, flow_id: str, trigger_id: str) -> TriggerRecord | None:
@@ -492,19 +484,10 @@ class SchedulingStore:
     def list_backfills(
         self, namespace: str | None = None, flow_id: str | None = None, limit: int = 50
     ) -> list[BackfillRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if namespace:
-            where.append("namespace = %s")
-            params.append(namespace)
-        if flow_id:
-            where.append("flow_id = %s")
-            params.append(flow_id)
-        sql = f"SELECT {_BACKFILL_COLUMNS} FROM backfills"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where = _flow_filter(namespace, flow_id)
+        sql = f"SELECT {_BACKFILL_COLUMNS} FROM backfills{where.sql()}"
         sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
-        params.append(limit)
+        params = [*where.params, limit]
         with self.repo.conn() as conn:
             rows = conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
         return [BackfillRecord(**r) for r in rows]
@@ -593,3 +576,11 @@ __all__ = [
     "SchedulingStore",
     "TriggerRecord",
 ]
+
+
+def _flow_filter(namespace: str | None, flow_id: str | None) -> Where:
+    return (
+        Where()
+        .add(bool(namespace), "namespace = %s", namespace)
+        .add(bool(flow_id), "flow_id = %s", flow_id)
+    )
