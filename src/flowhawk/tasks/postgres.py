@@ -37,6 +37,7 @@ from flowhawk.tasks.pgconn import (
     raise_if_killed,
     resolve_target,
 )
+from flowhawk.tasks.values import as_bool as _as_bool
 from flowhawk.util.jdbc import PgTarget
 
 PREFIX = "io.kestra.plugin.jdbc.postgresql."
@@ -271,17 +272,6 @@ def iso_duration(value: timedelta) -> str:
     if clock or not days:
         out += "T" + (clock or "0S")
     return out
-
-
-def _as_bool(value: Any, prop: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", "", "null", "none"):
-        return False
-    raise TaskError(f"property `{prop}`: {value!r} is not a boolean")
 
 
 def _as_int(value: Any, prop: str) -> int:

@@ -42,6 +42,7 @@ from pydantic import field_validator
 
 from flowhawk.errors import TaskError, TaskKilled
 from flowhawk.tasks.base import Task, TaskContext
+from flowhawk.tasks.values import as_bool
 
 PROCESS_RUNNER = "io.kestra.plugin.core.runner.Process"
 DOCKER_RUNNERS = (
@@ -311,17 +312,6 @@ def _is_storage_uri(value: str) -> bool:
 
 
 # -- values -------------------------------------------------------------------------
-
-
-def as_bool(value: Any, prop: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", "", "null", "none"):
-        return False
-    raise TaskError(f"property `{prop}`: expected true or false, got {value!r}")
 
 
 def as_str_list(value: Any, prop: str) -> list[str]:
