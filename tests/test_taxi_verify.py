@@ -70,6 +70,22 @@ def test_discrepancies_are_reported(three_months: str, fresh_pg_url: str, tmp_pa
     assert code == 1
 
 
+def test_changed_ids_are_counted_again(three_months: str, fresh_pg_url: str) -> None:
+    """Same row count, one id overwritten with another's: the load's checksum no longer
+    matches, so verification counts the distinct ids itself and finds the duplicate."""
+    assert verify_months(fresh_pg_url, "green", [(2019, 3)]).ok
+    with psycopg.connect(fresh_pg_url) as conn:
+        conn.execute(
+            "UPDATE green_tripdata_2019_03 SET unique_row_id = (SELECT min(unique_row_id)"
+            " FROM green_tripdata_2019_03) WHERE ctid = (SELECT ctid FROM green_tripdata_2019_03"
+            " WHERE unique_row_id <> (SELECT min(unique_row_id) FROM green_tripdata_2019_03)"
+            " LIMIT 1)"
+        )
+    report = verify_months(fresh_pg_url, "green", [(2019, 3)])
+    assert report.problems() == ["2019-03: 1 duplicate unique_row_id"]
+    assert report.months[0].rows == 400 and report.months[0].distinct_ids == 399
+
+
 def test_command_json_and_table(
     three_months: str, fresh_pg_url: str, tmp_path: Path, capsys: Any
 ) -> None:
