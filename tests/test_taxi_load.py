@@ -1,8 +1,7 @@
 """flowhawk.taxi.Load: ids equal to the course's formula, atomic idempotent publishing,
 parallel months, both table kinds, every bad input, and the real green file.
 
-Everything runs for real: PostgreSQL (which computes the ids), the reader subprocess, a
-local HTTP server.
+Everything runs for real: PostgreSQL, the reader subprocess, a local HTTP server.
 """
 
 from __future__ import annotations
@@ -152,16 +151,6 @@ def test_load_matches_the_course_method_row_for_row(
         fresh_pg_url, "public.course_yellow"
     )
     assert stray_tables(fresh_pg_url) == []
-    with psycopg.connect(fresh_pg_url) as conn:
-        # the staging table's generated id became a plain column when it was published
-        generated = conn.execute(
-            "SELECT attgenerated FROM pg_attribute WHERE attname = 'unique_row_id'"
-            " AND attrelid = 'public.yellow_tripdata_2019_03'::regclass"
-        ).fetchone()
-        leftover = conn.execute(
-            "SELECT count(*) FROM pg_proc WHERE proname = 'flowhawk_timestamp_text'"
-        ).fetchone()
-    assert generated == ("",) and leftover == (0,)
 
 
 def test_reload_is_idempotent_and_course_merge_adds_nothing(
@@ -332,15 +321,15 @@ BAD_INPUTS: dict[str, tuple[Any, str]] = {
     ),
     "extra column": (
         lambda gz: _edit_csv(gz, lambda ls: ls.__setitem__(40, ls[39] + b",7")),
-        "line 41: extra data after last expected column",
+        "line 41: expected 20 columns, found 21 (extra columns)",
     ),
     "missing column": (
         lambda gz: _edit_csv(gz, lambda ls: ls.__setitem__(41, ls[41].rsplit(b",", 1)[0])),
-        'line 42: missing data for column "congestion_surcharge"',
+        "line 42: expected 20 columns, found 19 (missing columns)",
     ),
     "bad timestamp": (
         lambda gz: _edit_csv(gz, lambda ls: _set_field(ls, 17, 1, b"2019-13-45 99:00:00")),
-        'line 17, column lpep_pickup_datetime: date/time field value out of range: "2019-13-45 99:00:00"',
+        "line 17, column lpep_pickup_datetime: unparsable timestamp '2019-13-45 99:00:00'",
     ),
     "impossible date": (
         lambda gz: _edit_csv(gz, lambda ls: _set_field(ls, 23, 2, b"2019-02-30 10:00:00")),
@@ -348,7 +337,7 @@ BAD_INPUTS: dict[str, tuple[Any, str]] = {
     ),
     "bad key number": (
         lambda gz: _edit_csv(gz, lambda ls: _set_field(ls, 30, 9, b"12,5".replace(b",", b";"))),
-        'line 30, column fare_amount: invalid input syntax for type double precision: "12;5"',
+        "line 30, column fare_amount: unparsable number '12;5'",
     ),
     "bad other number": (
         lambda gz: _edit_csv(gz, lambda ls: _set_field(ls, 31, 12, b"abc")),
@@ -472,7 +461,7 @@ def test_flow_loads_and_verifies_a_month(
     tmp_path: Path, fresh_pg_url: str, httpserver: Any
 ) -> None:
     gz = make_month(tmp_path, "green", 2019, 6, rows=900)
-    bad = _edit_csv(gz, lambda ls: _set_field(ls, 12, 1, b"soon"))
+    bad = _edit_csv(gz, lambda ls: _set_field(ls, 12, 1, b"yesterday"))
     base = serve_taxi_files(httpserver, {taxi_url_path("green", 2019, 6): gz})
     httpserver.expect_request(taxi_url_path("green", 2019, 7)).respond_with_data(bad)
     result = run_taxi_flow(fresh_pg_url, tmp_path / "home", base, 2019, 6)
@@ -483,8 +472,8 @@ def test_flow_loads_and_verifies_a_month(
     failed = run_taxi_flow(fresh_pg_url, tmp_path / "home", base, 2019, 7)
     assert failed.state == "FAILED"
     assert (
-        "green_tripdata_2019-07.csv: line 12, column lpep_pickup_datetime: "
-        'invalid input syntax for type timestamp: "soon"' in failed.log_text()
+        "green_tripdata_2019-07.csv: line 12, column lpep_pickup_datetime: unparsable timestamp 'yesterday'"
+        in failed.log_text()
     )
     assert table_digest(fresh_pg_url, "public.green_tripdata") == before
     assert stray_tables(fresh_pg_url) == []

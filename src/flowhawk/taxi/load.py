@@ -4,18 +4,12 @@ How a month goes in (one transaction; a failure anywhere rolls all of it back, s
 is published and no staging table is left):
 
 1. a staging table of this load's own is created (``<table>_stg_<execution>_<random>``),
-   with the course's columns, ``filename NOT NULL DEFAULT '<file>'``,
-   ``CHECK (filename = '<file>')`` and ``unique_row_id`` GENERATED from the course's own
-   md5 formula (``layout.unique_id_sql``), so PostgreSQL computes every id, in C, while it
-   stores the row: ids equal the course's by construction (see ``_create_timestamp_text``);
-2. the reader subprocess (``flowhawk.taxi.reader --raw``) downloads, gunzips (on the other
-   core) and checks the gzip framing and the header, and passes the data rows through
-   unchanged; this process relays them into one ``COPY ... FROM STDIN (FORMAT csv,
-   FREEZE)`` (FREEZE: the table is new in this transaction, so later reads set no hint
-   bits). PostgreSQL checks every row; its ``COPY ..., line N, column C`` context becomes
-   the file's line. Then ``ALTER COLUMN unique_row_id DROP EXPRESSION`` (catalog only, no
-   rewrite) makes the id a plain column like the main table's, and the staging table's
-   distinct ids (the file's own duplicates) and an id checksum are counted;
+   with the course's columns, ``filename NOT NULL DEFAULT '<file>'`` and
+   ``CHECK (filename = '<file>')``;
+2. the reader subprocess (``flowhawk.taxi.reader``) streams the source, checks it and
+   writes every row with its ``unique_row_id``; this process relays that into one
+   ``COPY ... FROM STDIN (FORMAT csv, FREEZE)`` (FREEZE: the table is new in this
+   transaction, so later reads set no hint bits);
 3. publishing. A **partitioned** main table (``PARTITION BY LIST (filename)``, which this
    module creates when the table is absent, with a DEFAULT partition so the course's own
    flow can still MERGE months into it) gets the staging table as the month's partition:
@@ -25,8 +19,9 @@ is published and no staging table is left):
    on the size of the main table. A **plain** table (created by the course's flow) gets
    ``DELETE ... WHERE filename = '<file>'`` and ``INSERT ... SELECT`` from a temporary
    staging table instead: correct, but its cost grows with the table;
-4. the source's row count, the in-file duplicate count, the id checksum and who loaded it
-   are upserted in ``<schema>.flowhawk_taxi_loads``, which verification compares against.
+4. the source's row count, the in-file duplicate count, a checksum of the ids
+   (``ID_CHECKSUM_SQL``, one scan of the staging table) and who loaded it are upserted in
+   ``<schema>.flowhawk_taxi_loads``, which verification compares against.
 
 Every row of the file is kept, in-file duplicate ids included: that is what the course's
 MERGE gives on a first load too (it only compares source rows with rows already in the
@@ -133,51 +128,16 @@ def partition_name(table: str, filename: str) -> str:
 
 
 # -- table set-up ------------------------------------------------------------------------
-def _columns_sql(
-    layout: TaxiLayout, filename: str | None, generated_id: bool = False
-) -> sql.Composable:
+def _columns_sql(layout: TaxiLayout, filename: str | None) -> sql.Composable:
     cols: list[sql.Composable] = []
     for name, sqltype in layout.table_columns:
         column = sql.SQL("{} {}").format(sql.Identifier(name.lower()), sql.SQL(sqltype))
-        if name == "unique_row_id" and generated_id:
-            column = sql.SQL("{} text GENERATED ALWAYS AS ({}) STORED").format(
-                sql.Identifier(name), sql.SQL(_generated_id_sql(layout))
-            )
         if name == "filename" and filename is not None:
             column = sql.SQL("{} text NOT NULL DEFAULT {}").format(
                 sql.Identifier("filename"), sql.Literal(filename)
             )
         cols.append(column)
     return sql.SQL(", ").join(cols)
-
-
-#: the course casts timestamps to text; that cast is STABLE (it follows DateStyle), which a
-#: generated column refuses, so the staging table's expression calls this wrapper instead
-_TS_TEXT = "pg_temp.flowhawk_timestamp_text"
-
-
-def _generated_id_sql(layout: TaxiLayout) -> str:
-    """The course's ``unique_row_id`` formula with the timestamp casts through ``_TS_TEXT``."""
-    expr = layout.unique_id_sql()
-    for column in (layout.pickup_column, layout.dropoff_column):
-        cast = f"CAST({column} AS text)"
-        if cast not in expr:
-            raise AssertionError(f"the id formula has no {cast}")
-        expr = expr.replace(cast, f"{_TS_TEXT}({column})")
-    return expr
-
-
-def _create_timestamp_text(conn: psycopg.Connection) -> None:
-    """The session's own ``_TS_TEXT(timestamp)``: ``SELECT $1::text``, created IMMUTABLE so
-    that the staging table's generated column may use it, then switched to STABLE (its true
-    volatility) before the COPY, so that the planner inlines it into exactly the course's
-    cast, evaluated under this session's DateStyle like the course's UPDATE. The generated
-    expression is dropped right after the COPY (``DROP EXPRESSION``, catalog only) and the
-    function with it; a failure rolls both back."""
-    conn.execute(
-        f"CREATE OR REPLACE FUNCTION {_TS_TEXT}(timestamp) RETURNS text"
-        " LANGUAGE sql IMMUTABLE AS 'SELECT $1::text'"
-    )
 
 
 def _expected_types(layout: TaxiLayout) -> dict[str, str]:
@@ -265,9 +225,7 @@ def _check_columns(conn: psycopg.Connection, layout: TaxiLayout, table: TableNam
 class ReaderProcess:
     """``python -m flowhawk.taxi.reader`` with its stderr collected by a thread."""
 
-    def __init__(
-        self, source: str, taxi: str, name: str, count_only: bool = False, raw: bool = False
-    ) -> None:
+    def __init__(self, source: str, taxi: str, name: str, count_only: bool = False) -> None:
         args = [
             sys.executable,
             "-m",
@@ -280,8 +238,6 @@ class ReaderProcess:
         ]
         if count_only:
             args.append("--count-only")
-        if raw:
-            args.append("--raw")
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -319,7 +275,7 @@ class ReaderProcess:
             report = json.loads(last) if last.startswith("{") else None
         except ValueError:
             report = None
-        if self.proc.returncode == 0 and report and "bytes" in report:
+        if self.proc.returncode == 0 and report and "rows" in report:
             return report, None
         if report and "error" in report:
             return None, str(report["error"])
@@ -382,35 +338,32 @@ def load_month(
     reader: ReaderProcess | None = None
     try:
         with conn.transaction():
-            reader = ReaderProcess(source, taxi, name, raw=True)
-            if cancel_event is not None:
-                _kill_on_cancel(reader, cancel_event)
-            _create_timestamp_text(conn)
-            columns = _columns_sql(layout, name, generated_id=True)
             if mode == "partitioned":
                 conn.execute(
                     sql.SQL("CREATE TABLE {} ({}, CHECK (filename = {}))").format(
-                        stage.ident, columns, sql.Literal(name)
+                        stage.ident, _columns_sql(layout, name), sql.Literal(name)
                     )
                 )
                 stage_ident: sql.Composable = stage.ident
             else:
                 stage_ident = sql.Identifier(stage.name)
                 conn.execute(
-                    sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage_ident, columns)
+                    sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+                        stage_ident, _columns_sql(layout, name)
+                    )
                 )
-            conn.execute(f"ALTER FUNCTION {_TS_TEXT}(timestamp) STABLE")
+            reader = ReaderProcess(source, taxi, name)
+            if cancel_event is not None:
+                _kill_on_cancel(reader, cancel_event)
             loaded = _copy(conn, reader, stage_ident, layout, name, cancel_event)
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER COLUMN unique_row_id DROP EXPRESSION").format(
-                    stage_ident
+            summary, error = reader.finish()
+            if error or summary is None:
+                raise TaskError(error or "the reader process failed")
+            if loaded != summary["rows"]:
+                raise TaskError(
+                    f"{name}: the reader sent {summary['rows']} rows but PostgreSQL stored {loaded}"
                 )
-            )
-            conn.execute(f"DROP FUNCTION {_TS_TEXT}(timestamp)")
-            if loaded == 0:
-                raise TaskError(f"{name}: the file has a header but no rows")
-            duplicates, checksum = _duplicates(conn, stage_ident, loaded)
-            summary = {"rows": loaded, "duplicates": duplicates}
+            checksum = _id_checksum(conn, stage_ident)
             if mode == "partitioned":
                 replaced = _publish_partition(conn, target, stage, name)
             else:
@@ -467,28 +420,17 @@ def load_month(
     return result
 
 
-#: an order-independent checksum of a month's ids (exact numeric sum of 64-bit hashes):
-#: verification compares it with the one recorded here to know the month still holds the
-#: very ids whose duplicates were counted at load time
+#: an order-independent checksum of a month's ids (exact numeric sum of 64-bit hashes),
+#: recorded at load time; verification compares it to know that the month still holds the
+#: very ids whose duplicates the reader counted, without sorting them again
 ID_CHECKSUM_SQL = "sum(hashtextextended(unique_row_id, 0))"
 
 
-def _duplicates(
-    conn: psycopg.Connection, stage: sql.Composable, rows: int
-) -> tuple[int, Decimal | None]:
-    """Rows of the staging table whose id repeats another row's (the file's own duplicates),
-    and the ids' checksum (``ID_CHECKSUM_SQL``).
-
-    Byte-wise comparison and enough memory make the distinct count a quick in-memory sort."""
-    conn.execute("SET LOCAL work_mem = '256MB'")
+def _id_checksum(conn: psycopg.Connection, stage: sql.Composable) -> Decimal | None:
     row = conn.execute(
-        sql.SQL('SELECT count(DISTINCT unique_row_id COLLATE "C"), {} FROM {}').format(
-            sql.SQL(ID_CHECKSUM_SQL), stage
-        )
+        sql.SQL("SELECT {} FROM {}").format(sql.SQL(ID_CHECKSUM_SQL), stage)
     ).fetchone()
-    if row is None:
-        return 0, None
-    return rows - int(row[0]), row[1]
+    return row[0] if row else None
 
 
 def _kill_on_cancel(reader: ReaderProcess, cancel_event: threading.Event) -> None:
@@ -513,7 +455,9 @@ def _copy(
     name: str,
     cancel_event: threading.Event | None,
 ) -> int:
-    columns = sql.SQL(", ").join(sql.Identifier(c.lower()) for c in layout.csv_columns)
+    columns = sql.SQL(", ").join(
+        sql.Identifier(c.lower()) for c in ("unique_row_id", *layout.csv_columns)
+    )
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, FREEZE true)").format(
         stage, columns
     )

@@ -12,12 +12,8 @@ the header, every row's column count, and the fields ``unique_row_id`` is built 
 fields are checked by PostgreSQL itself when it stores them; the loader turns its
 ``COPY ..., line N, column C`` context into the file's line.
 
-With ``--raw`` (what the loader uses: PostgreSQL computes the ids) it checks only the gzip
-framing and the header and writes the data rows unchanged; the id-computing mode remains
-for ``flowhawk taxi verify --recount``, which counts rows and duplicate ids at the source.
-
 The last line on stderr is a JSON object: ``{"rows": .., "duplicates": .., "bytes": ..}``
-(``--raw``: ``{"bytes": ..}``) on success, ``{"error": "..."}`` on failure (exit status 2).
+on success, ``{"error": "..."}`` on failure (exit status 2).
 """
 
 from __future__ import annotations
@@ -379,44 +375,10 @@ def convert_stream(data: Iterator[bytes], conv: RowConverter) -> Iterator[bytes]
         raise ReadError(f"{conv.name}: the file has a header but no rows")
 
 
-def raw_stream(data: Iterator[bytes], conv: RowConverter) -> Iterator[bytes]:
-    """Check the header line, then pass the data rows through unchanged (``--raw``: the
-    loader has PostgreSQL compute the ids and check the rows)."""
-    head = b""
-    for chunk in data:
-        head += chunk
-        end = head.find(b"\n")
-        if end >= 0:
-            break
-        if len(head) > CHUNK:
-            raise ReadError(f"{conv.name}: line 1: no line end in the first {len(head):,} bytes")
-    else:
-        if not head.strip():
-            raise ReadError(f"{conv.name}: the file is empty")
-        conv.header(head.rstrip(b"\r\n"))
-        raise ReadError(f"{conv.name}: the file has a header but no rows")
-    conv.header(head[:end].rstrip(b"\r"))
-    rest = head[end + 1 :]
-    seen_data = bool(rest.strip(b"\r\n"))
-    if rest:
-        yield rest
-    for chunk in data:
-        seen_data = seen_data or bool(chunk.strip(b"\r\n"))
-        yield chunk
-    if not seen_data:
-        raise ReadError(f"{conv.name}: the file has a header but no rows")
-
-
 def read_to(
-    source: str,
-    taxi: str,
-    name: str,
-    out: BinaryIO | None,
-    expect_gzip: bool | None = None,
-    raw: bool = False,
+    source: str, taxi: str, name: str, out: BinaryIO | None, expect_gzip: bool | None = None
 ) -> dict[str, int]:
-    """Read ``source`` and write its COPY rows to ``out`` (None: only count); ``raw``: the
-    data rows as they are, without ids (then ``rows`` and ``duplicates`` are not counted)."""
+    """Read ``source`` and write its COPY rows to ``out`` (None: only count)."""
     if expect_gzip is None:
         expect_gzip = source.split("?", 1)[0].endswith(".gz")
     conv = RowConverter(taxi, name)
@@ -428,15 +390,11 @@ def read_to(
             raw_bytes += len(chunk)
             yield chunk
 
-    data = decompressed(counted(), name, expect_gzip)
-    blocks = raw_stream(data, conv) if raw else convert_stream(data, conv)
-    for block in blocks:
+    for block in convert_stream(decompressed(counted(), name, expect_gzip), conv):
         if out is not None and block:
             out.write(block)
     if out is not None:
         out.flush()
-    if raw:
-        return {"bytes": raw_bytes}
     return {"rows": conv.rows, "duplicates": conv.duplicates(), "bytes": raw_bytes}
 
 
@@ -446,14 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taxi", required=True, choices=["green", "yellow"])
     parser.add_argument("--name", help="the file's name in messages")
     parser.add_argument("--count-only", action="store_true")
-    parser.add_argument("--raw", action="store_true", help="data rows unchanged, no ids")
     parser.add_argument("--gzip", choices=["auto", "yes", "no"], default="auto")
     args = parser.parse_args(argv)
     name = args.name or os.path.basename(args.source.split("?", 1)[0])
     expect = {"auto": None, "yes": True, "no": False}[args.gzip]
     out = None if args.count_only else sys.stdout.buffer
     try:
-        summary = read_to(args.source, args.taxi, name, out, expect, raw=args.raw)
+        summary = read_to(args.source, args.taxi, name, out, expect)
     except ReadError as exc:
         print(json.dumps({"error": str(exc)}), file=sys.stderr, flush=True)
         return 2

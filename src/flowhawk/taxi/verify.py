@@ -6,9 +6,9 @@ A month's rows are those whose ``filename`` is the month's file (as the course n
 * rows in the table against the source's row count recorded by the load
   (``<schema>.flowhawk_taxi_loads``), or counted again from the source (``recount``);
 * distinct ``unique_row_id`` against rows minus the duplicates the source itself holds.
-  The load counts them in the staging table, in the transaction that publishes the month,
-  and records a checksum of the ids (``ID_CHECKSUM_SQL``); when the month still has the
-  recorded row count and checksum (one scan, no sort) that count stands, otherwise the
+  The load counts them at the source and records a checksum of the ids it published
+  (``ID_CHECKSUM_SQL``); when the month still has the recorded row count and checksum
+  (one scan, no sort), it holds exactly those ids and the count stands; otherwise the
   distinct ids are counted again, exactly;
 * rows without VendorID (shown, never a problem: the real files have many);
 * no rows at all; no record (loaded by another method: unverifiable without recount).
@@ -187,7 +187,7 @@ def _verify(
                     checksum,
                 )
             ):
-                # the month holds exactly the ids the load counted in the same transaction
+                # the month holds exactly the ids whose duplicates the load counted
                 m.distinct_ids = m.rows - int(record[2])
             else:
                 recount_distinct.append(name)
