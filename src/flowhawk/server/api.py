@@ -488,6 +488,12 @@ def restart_execution(execution_id: str, request: Request) -> dict[str, Any]:
     return restart(engine_of(request), execution_id)
 
 
+#: query parameters shared by the log endpoints
+MinLevelQuery = Annotated[str | None, Query(pattern="^(?i:TRACE|DEBUG|INFO|WARN|WARNING|ERROR)$")]
+TaskIdQuery = Annotated[str | None, Query(pattern=NAME)]
+AfterIdQuery = Annotated[int, Query(ge=0, le=2**62)]
+
+
 @router.get(
     "/executions/{execution_id}/logs",
     tags=["executions"],
@@ -496,11 +502,9 @@ def restart_execution(execution_id: str, request: Request) -> dict[str, Any]:
 def execution_logs(
     execution_id: str,
     request: Request,
-    minLevel: Annotated[
-        str | None, Query(pattern="^(?i:TRACE|DEBUG|INFO|WARN|WARNING|ERROR)$")
-    ] = None,
-    taskId: Annotated[str | None, Query(pattern=NAME)] = None,
-    afterId: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    minLevel: MinLevelQuery = None,
+    taskId: TaskIdQuery = None,
+    afterId: AfterIdQuery = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 5000,
 ) -> Any:
     """Log lines as JSON; ask for ``text/event-stream`` to follow new lines as they come."""
@@ -522,11 +526,9 @@ def execution_logs(
 def follow_logs(
     execution_id: str,
     request: Request,
-    minLevel: Annotated[
-        str | None, Query(pattern="^(?i:TRACE|DEBUG|INFO|WARN|WARNING|ERROR)$")
-    ] = None,
-    taskId: Annotated[str | None, Query(pattern=NAME)] = None,
-    afterId: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    minLevel: MinLevelQuery = None,
+    taskId: TaskIdQuery = None,
+    afterId: AfterIdQuery = 0,
 ) -> StreamingResponse:
     """Server-sent events: ``log`` events (id = log id), then ``end`` with the final state."""
     get_execution_or_404(engine_of(request), execution_id)
