@@ -118,3 +118,13 @@ def make_ctx(tmp_path: Path):
         return ctx
 
     return factory
+
+
+@pytest.fixture
+def cluster(fresh_pg_url: str, tmp_path: Path) -> Iterator[Any]:
+    """Worker/server processes on a database of this test's own, stopped at the end."""
+    from cluster_helpers import Cluster
+
+    found = Cluster(fresh_pg_url, tmp_path)
+    yield found
+    found.stop()

@@ -13,10 +13,8 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from cluster_helpers import Cluster, flowhawk_cli, wait_until
 from flowhawk.store.records import ExecutionRecord
-from test_workers import Cluster, cluster, flowhawk_cli, wait_until
-
-__all__ = ["cluster"]
 
 LIMITED = """\
 id: limited

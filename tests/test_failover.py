@@ -15,9 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from test_workers import Cluster, cluster, flowhawk_cli, wait_until
-
-__all__ = ["cluster"]
+from cluster_helpers import Cluster, flowhawk_cli, wait_until
 
 CRASH = """\
 id: crash

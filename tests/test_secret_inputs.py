@@ -6,8 +6,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from engine_helpers import collect, make_engine
 from flowhawk.engine.worker import WorkerPool
-from test_engine import collect, make_engine
 
 FLOW = """
 id: secret_input

@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cli_helpers import make_cli
+from engine_helpers import make_engine, run_flow
 from flowhawk.engine.service import Engine
-from test_cli import make_cli
-from test_engine import make_engine, run_flow
 
 SECRET = "s3cr3t-Taxi-Pa55"
 

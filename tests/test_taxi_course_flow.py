@@ -22,12 +22,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from cli_helpers import make_cli
 from conftest import _with_db, create_database, drop_database
+from engine_helpers import Result, collect, make_engine
 from flowhawk.engine.service import Engine
 from flowhawk.taxi.layout import layout_for
 from taxi_helpers import make_month, serve_taxi_files, taxi_url_path
-from test_cli import make_cli
-from test_engine import Result, collect, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_FLOW = ROOT / "flows" / "postgres_taxi.yaml"

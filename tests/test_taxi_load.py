@@ -440,7 +440,7 @@ def _engine(url: str, home: Path) -> Any:
 def run_taxi_flow(
     url: str, home: Path, base: str, year: int, month: int, taxi: str = "green"
 ) -> Any:
-    from test_engine import collect
+    from engine_helpers import collect
 
     engine = _engine(url, home)
     try:
@@ -590,8 +590,8 @@ def test_every_bad_input_fails_the_flow(
 ) -> None:
     """Each bad input through a real flow run: FAILED, the message in the logs, nothing
     published, no staging table, the main table and the loads record unchanged."""
+    from engine_helpers import collect
     from flowhawk.engine.service import Engine
-    from test_engine import collect
 
     cases = sorted(BAD_INPUTS)
     for i, case in enumerate(cases):
