@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cluster_helpers import wait_until
 from conftest import _with_db, create_database, drop_database
 from flowhawk.config import Settings
 from flowhawk.engine.scheduler import Scheduler
@@ -51,14 +52,7 @@ class Live:
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return wait_until(check, timeout, what)
 
 
 @pytest.fixture(scope="module")
