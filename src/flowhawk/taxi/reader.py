@@ -33,6 +33,11 @@ from typing import BinaryIO
 from flowhawk.taxi.layout import layout_for
 from flowhawk.taxi.pgtext import number_text, timestamp_text
 
+try:  # the optional C row loop (see _rows.c); FLOWHAWK_TAXI_PURE_PYTHON=1 turns it off
+    from flowhawk.taxi import _rows as _fast_rows
+except ImportError:  # pragma: no cover - built by default; absent without a C compiler
+    _fast_rows = None
+
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 #: ids are also kept as 8-byte prefixes in 256 buckets to count in-file duplicates in
@@ -329,13 +334,51 @@ class RowConverter:
         append(b"")
         return b"\n".join(out)
 
+    def convert_block(self, buf: bytes, start: int, end: int) -> bytes:
+        """COPY rows for ``buf[start:end]``: complete lines, each ended by ``self.sep``.
+
+        With the C row loop, the lines it accepts go through it and any other line (quoted,
+        wrong column count, an unusual number or timestamp) through ``convert`` on its own,
+        so both give the same rows and the same messages."""
+        if end <= start:
+            return b""
+        fast = _fast_rows if use_fast_rows() else None
+        if fast is None:
+            lines = buf[start : end - len(self.sep)].split(self.sep)
+            return self.convert(lines, b'"' in buf[start:end])
+        plan = self.plan
+        keys = (plan.vendor, plan.pickup, plan.dropoff, plan.pu, plan.do, plan.fare, plan.distance)
+        crlf = self.sep == b"\r\n"
+        out: list[bytes] = []
+        pos = start
+        while pos < end:
+            block, pos, rows = fast.convert(
+                buf, pos, end, self.ncols, keys, crlf, self._buckets
+            )
+            self.rows += rows
+            self.line_no += rows
+            out.append(block)
+            if pos < end:
+                line_end = buf.find(self.sep, pos, end)
+                out.append(self.convert([buf[pos:line_end]]))
+                pos = line_end + len(self.sep)
+        return b"".join(out)
+
     def duplicates(self) -> int:
         """Rows whose id repeats an earlier row's (by 64-bit prefix, see ``_BUCKETS``)."""
         total = 0
         for bucket in self._buckets:
+            if _fast_rows is not None:
+                total += _fast_rows.count_duplicates(bucket)
+                continue
             keys = memoryview(bucket).cast("Q")
             total += len(keys) - len(set(keys))
         return total
+
+
+def use_fast_rows() -> bool:
+    """Whether the C row loop is there and not turned off."""
+    return _fast_rows is not None and os.environ.get("FLOWHAWK_TAXI_PURE_PYTHON", "") in ("", "0")
 
 
 def convert_stream(data: Iterator[bytes], conv: RowConverter) -> Iterator[bytes]:
@@ -360,10 +403,13 @@ def convert_stream(data: Iterator[bytes], conv: RowConverter) -> Iterator[bytes]
             conv.header(header)
             header_seen = True
             buf = buf[end + 1 :]
-        lines = buf.split(conv.sep)
-        rest = lines.pop()
-        if lines:
-            yield conv.convert(lines, b'"' in buf)
+        last = buf.rfind(conv.sep)
+        if last < 0:
+            rest = buf
+            continue
+        end = last + len(conv.sep)
+        rest = buf[end:]
+        yield conv.convert_block(buf, 0, end)
     if not header_seen:
         if not rest.strip():
             raise ReadError(f"{conv.name}: the file is empty")
