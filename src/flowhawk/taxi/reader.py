@@ -352,9 +352,7 @@ class RowConverter:
         out: list[bytes] = []
         pos = start
         while pos < end:
-            block, pos, rows = fast.convert(
-                buf, pos, end, self.ncols, keys, crlf, self._buckets
-            )
+            block, pos, rows = fast.convert(buf, pos, end, self.ncols, keys, crlf, self._buckets)
             self.rows += rows
             self.line_no += rows
             out.append(block)
