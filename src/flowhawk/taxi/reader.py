@@ -28,11 +28,13 @@ from binascii import hexlify
 from collections.abc import Iterator
 from dataclasses import dataclass
 from hashlib import md5
+from types import ModuleType
 from typing import BinaryIO
 
 from flowhawk.taxi.layout import layout_for
 from flowhawk.taxi.pgtext import number_text, timestamp_text
 
+_fast_rows: ModuleType | None
 try:  # the optional C row loop (see _rows.c); FLOWHAWK_TAXI_PURE_PYTHON=1 turns it off
     from flowhawk.taxi import _rows as _fast_rows
 except ImportError:  # pragma: no cover - built by default; absent without a C compiler
