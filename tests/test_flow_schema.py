@@ -96,3 +96,42 @@ def test_nested_children_are_checked(validator) -> None:
         "message": "m",
     }
     assert list(validator.iter_errors(flow)) == []
+
+
+def test_type_prefixes_lead_to_the_module_of_every_type() -> None:
+    """The registry imports a module only for the types its prefixes claim, so every type a
+    prefixed module defines must carry one of them and no other module may use them."""
+    import importlib
+
+    from flowhawk.tasks import registry
+
+    for module_name in registry.TASK_MODULES:
+        module = importlib.import_module(module_name)
+        for cls in registry._classes_of(module):
+            for type_name in cls.types:
+                claimed = [
+                    name
+                    for name, prefixes in registry.MODULE_PREFIXES.items()
+                    if any(type_name.startswith(p) for p in prefixes)
+                ]
+                if module_name in registry.MODULE_PREFIXES:
+                    assert claimed == [module_name], type_name
+                else:
+                    assert claimed == [], type_name
+
+
+def test_looking_up_a_core_type_does_not_import_the_http_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from flowhawk.tasks.registry import task_class\n"
+        "assert task_class('io.kestra.plugin.core.log.Log') is not None\n"
+        "assert task_class('flowhawk.taxi.Load') is not None\n"
+        "assert 'flowhawk.tasks.http' not in sys.modules and 'httpx' not in sys.modules\n"
+        "assert task_class('io.kestra.plugin.fs.http.Download') is not None\n"
+        "assert task_class('io.kestra.plugin.core.http.Download') is not None\n"
+        "assert task_class('no.such.Type') is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 from conftest import SHARED_DATA, jdbc_of
 from flowhawk.errors import TaskError
 from flowhawk.taxi.layout import layout_for
+from flowhawk.taxi.load import TableName, abandoned_stages
 from flowhawk.taxi.pgtext import float8_text, number_text, timestamp_text
 from flowhawk.taxi.tasks import Load
+from flowhawk.taxi.verify import verify_months
 from taxi_helpers import make_month, serve_taxi_files, taxi_url_path
 
 FLOW_FILE = Path(__file__).resolve().parents[1] / "flows" / "taxi_fast.yaml"
@@ -379,19 +381,72 @@ def assert_unchanged(url: str, before: dict[str, Any]) -> None:
         assert conn.execute("SELECT * FROM flowhawk_taxi_loads").fetchall() == before["record"]
 
 
+@pytest.mark.parametrize("streams", [1, 2])
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_fails_cleanly(
-    case: str, loaded_month: dict[str, Any], fresh_pg_url: str, make_ctx: Any, httpserver: Any
+    case: str,
+    streams: int,
+    loaded_month: dict[str, Any],
+    fresh_pg_url: str,
+    make_ctx: Any,
+    httpserver: Any,
 ) -> None:
     make_body, message = BAD_INPUTS[case]
     url = _serve_bytes(
         httpserver, "/bad/green_tripdata_2019-01.csv.gz", make_body(loaded_month["gz"])
     )
     with pytest.raises(TaskError) as err:
-        run_load(make_ctx, fresh_pg_url, taxi="green", uri=url)
+        run_load(make_ctx, fresh_pg_url, taxi="green", uri=url, streams=streams)
     assert f"green_tripdata_2019-01.csv: {message}" in str(err.value) or message in str(err.value)
     assert "green_tripdata_2019-01.csv" in str(err.value)
     assert_unchanged(fresh_pg_url, loaded_month)
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_postgres_errors_name_the_file_line_whatever_the_stream(
+    streams: int, tmp_path: Path, fresh_pg_url: str, make_ctx: Any, httpserver: Any
+) -> None:
+    """A value only PostgreSQL rejects, deep in a file big enough to be split over several
+    COPY streams: the message still names the file's line (a stream counts only its own)."""
+    gz = make_month(tmp_path, "green", 2019, 2, rows=40_000)
+    body = _edit_csv(gz, lambda ls: _set_field(ls, 38_517, 17, b"x7"))
+    url = _serve_bytes(httpserver, "/deep/green_tripdata_2019-02.csv.gz", body)
+    with pytest.raises(TaskError) as err:
+        run_load(make_ctx, fresh_pg_url, taxi="green", uri=url, streams=streams)
+    assert (
+        'green_tripdata_2019-02.csv: line 38517, column payment_type: invalid input syntax for type integer: "x7"'
+        in str(err.value)
+    )
+    assert stray_tables(fresh_pg_url) == []
+    with psycopg.connect(fresh_pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM green_tripdata").fetchone() == (0,)
+
+
+def test_stages_of_dead_loads_are_reported_and_dropped_running_ones_left(
+    tmp_path: Path, fresh_pg_url: str, make_ctx: Any, httpserver: Any
+) -> None:
+    gz = make_month(tmp_path, "green", 2019, 1, rows=200)
+    base = serve_taxi_files(httpserver, {"/g/" + gz.name: gz})
+    run_load(make_ctx, fresh_pg_url, taxi="green", uri=f"{base}/g/{gz.name}")
+    target = TableName.parse("public.green_tripdata")
+    with (
+        psycopg.connect(fresh_pg_url, autocommit=True) as conn,
+        psycopg.connect(fresh_pg_url, autocommit=True) as owner,
+    ):
+        conn.execute("CREATE TABLE green_tripdata_stg_dead_000001 (x int)")
+        conn.execute("CREATE TABLE green_tripdata_stg_live_000002 (x int)")
+        # a running load holds the lock named after its staging table
+        owner.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+            ("flowhawk.taxi.stage:public.green_tripdata_stg_live_000002",),
+        )
+        assert abandoned_stages(conn, target) == ["public.green_tripdata_stg_dead_000001"]
+        report = verify_months(conn, "green", [(2019, 1)])
+        assert report.leftover_staging == ["public.green_tripdata_stg_dead_000001"]
+        assert not report.ok
+        run_load(make_ctx, fresh_pg_url, taxi="green", uri=f"{base}/g/{gz.name}")
+        assert sorted(stray_tables(fresh_pg_url)) == ["green_tripdata_stg_live_000002"]
+        assert verify_months(conn, "green", [(2019, 1)]).ok
 
 
 def test_connection_dropped_mid_stream(

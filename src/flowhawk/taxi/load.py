@@ -48,6 +48,7 @@ from psycopg import sql
 
 from flowhawk.errors import TaskError, TaskKilled
 from flowhawk.taxi.layout import TaxiLayout, layout_for
+from flowhawk.taxi.streams import CopyStopped, StreamCopyError, copy_in_streams
 
 LOADS_TABLE = "flowhawk_taxi_loads"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
@@ -293,15 +294,20 @@ def count_source(source: str, taxi: str, name: str) -> dict[str, Any]:
 
 
 # -- the load ----------------------------------------------------------------------------
-def _copy_error(exc: psycopg.Error, filename: str, layout: TaxiLayout) -> str:
-    """A PostgreSQL COPY error as ``file: line N, column C: message`` (file lines count the header)."""
+def _copy_error(
+    exc: psycopg.Error, filename: str, layout: TaxiLayout, *, split: bool = False,
+    row: int | None = None,
+) -> str:  # fmt: skip
+    """A PostgreSQL COPY error as ``file: line N, column C: message`` (file lines count the
+    header). ``split``: the COPY was one of several streams, whose ``line N`` counts that
+    stream's rows only; ``row`` is then the row of the whole (0-based), when known."""
     diag = exc.diag
     primary = diag.message_primary or str(exc).strip().splitlines()[0]
     match = _COPY_CONTEXT.search(diag.context or "")
-    if not match:
+    if not match or (split and row is None):
         return f"{filename}: {primary}"
     names = {c.lower(): c for c in layout.csv_columns}
-    where = f"line {int(match.group(1)) + 1}"
+    where = f"line {row + 2 if split and row is not None else int(match.group(1)) + 1}"
     if match.group(2):
         where += f", column {names.get(match.group(2), match.group(2))}"
     return f"{filename}: {where}: {primary}"
@@ -318,12 +324,16 @@ def load_month(
     display_source: str | None = None,
     log: Log | None = None,
     cancel_event: threading.Event | None = None,
+    connect: Callable[[], psycopg.Connection] | None = None,
+    streams: int = 1,
 ) -> LoadResult:
     """Load one month file into the main table; see the module docstring.
 
     ``conn`` must be in autocommit mode (transactions are opened here). ``source`` is an
     ``http(s)://`` URL or a local path; ``display_source`` is what the loads record and
-    messages show for it.
+    messages show for it. With ``streams`` > 1 and ``connect`` (opens another connection
+    to the same database) a partitioned table's month is COPYed over that many connections
+    (see ``load_parallel``).
     """
     started = time.perf_counter()
     layout = layout_for(taxi)
@@ -335,6 +345,12 @@ def load_month(
         f"{target.name}_stg_{re.sub(r'[^a-z0-9]', '', execution_id.lower())[:10]}_{secrets.token_hex(3)}"
     )
     say(f"loading {display_source or source} into {target} ({mode} table) as {name}")
+    if mode == "partitioned" and streams > 1 and connect is not None:
+        return load_parallel(
+            conn, connect, streams, layout=layout, target=target, stage=stage, source=source,
+            name=name, execution_id=execution_id, display_source=display_source,
+            cancel_event=cancel_event, say=say, started=started,
+        )  # fmt: skip
     reader: ReaderProcess | None = None
     try:
         with conn.transaction():
@@ -368,31 +384,11 @@ def load_month(
                 replaced = _publish_partition(conn, target, stage, name)
             else:
                 replaced = _publish_plain(conn, layout, target, stage_ident, name)
-            seconds = time.perf_counter() - started
-            conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} (table_name, filename, taxi, source, source_rows, loaded_rows,"
-                    " duplicates, seconds, loaded_at, execution_id, id_checksum)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s)"
-                    " ON CONFLICT (table_name, filename) DO UPDATE SET taxi = EXCLUDED.taxi,"
-                    " source = EXCLUDED.source, source_rows = EXCLUDED.source_rows,"
-                    " loaded_rows = EXCLUDED.loaded_rows, duplicates = EXCLUDED.duplicates,"
-                    " seconds = EXCLUDED.seconds, loaded_at = now(),"
-                    " execution_id = EXCLUDED.execution_id, id_checksum = EXCLUDED.id_checksum"
-                ).format(target.sibling(LOADS_TABLE).ident),
-                (
-                    str(target),
-                    name,
-                    taxi,
-                    display_source or source,
-                    summary["rows"],
-                    loaded,
-                    summary["duplicates"],
-                    seconds,
-                    execution_id or None,
-                    checksum,
-                ),
-            )
+            _record_load(
+                conn, target, name, taxi=layout.colour, source=display_source or source,
+                summary=summary, loaded=loaded, seconds=time.perf_counter() - started,
+                execution_id=execution_id, checksum=checksum,
+            )  # fmt: skip
     except psycopg.Error as exc:
         if cancel_event is not None and cancel_event.is_set():
             raise TaskKilled(f"loading {name} was killed") from None
@@ -402,6 +398,13 @@ def load_month(
     finally:
         if reader is not None:
             reader.kill()
+    return _finished(target, name, summary, loaded, mode, replaced, started, say)
+
+
+def _finished(
+    target: TableName, name: str, summary: dict[str, Any], loaded: int, mode: str,
+    replaced: bool, started: float, say: Log,
+) -> LoadResult:  # fmt: skip
     result = LoadResult(
         table=str(target),
         filename=name,
@@ -418,6 +421,183 @@ def load_month(
         + (", replacing the previous load" if replaced else "")
     )
     return result
+
+
+def _record_load(
+    conn: psycopg.Connection, target: TableName, name: str, *, taxi: str, source: str,
+    summary: dict[str, Any], loaded: int, seconds: float, execution_id: str,
+    checksum: Decimal | None,
+) -> None:  # fmt: skip
+    """Upsert the month's row in the loads record (inside the publishing transaction)."""
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (table_name, filename, taxi, source, source_rows, loaded_rows,"
+            " duplicates, seconds, loaded_at, execution_id, id_checksum)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s)"
+            " ON CONFLICT (table_name, filename) DO UPDATE SET taxi = EXCLUDED.taxi,"
+            " source = EXCLUDED.source, source_rows = EXCLUDED.source_rows,"
+            " loaded_rows = EXCLUDED.loaded_rows, duplicates = EXCLUDED.duplicates,"
+            " seconds = EXCLUDED.seconds, loaded_at = now(),"
+            " execution_id = EXCLUDED.execution_id, id_checksum = EXCLUDED.id_checksum"
+        ).format(target.sibling(LOADS_TABLE).ident),
+        (
+            str(target), name, taxi, source, summary["rows"], loaded, summary["duplicates"],
+            seconds, execution_id or None, checksum,
+        ),
+    )  # fmt: skip
+
+
+# -- several COPY streams --------------------------------------------------------------
+def _stage_lock_key(stage: TableName) -> str:
+    return f"flowhawk.taxi.stage:{stage}"
+
+
+def abandoned_stages(
+    conn: psycopg.Connection, target: TableName, *, drop: bool = False
+) -> list[str]:
+    """Staging tables of ``target`` that no running load owns (``drop``: and drop them).
+
+    A parallel load holds a session advisory lock named after its staging table for as
+    long as it runs; a staging table whose lock can be taken was left by a load that died
+    (SIGKILL, a lost connection) before it could drop it."""
+    found = []
+    for schema, relname in conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname LIKE %s AND c.relkind = 'r' AND NOT c.relispartition"
+        " ORDER BY 2",
+        (target.schema, target.name.replace("_", r"\_") + r"\_stg\_%"),
+    ).fetchall():
+        stage = TableName(schema, relname)
+        key = _stage_lock_key(stage)
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)
+        ).fetchone()
+        if not row or not row[0]:
+            continue
+        try:
+            if drop:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage.ident))
+            found.append(str(stage))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+    return found
+
+
+def load_parallel(
+    conn: psycopg.Connection,
+    connect: Callable[[], psycopg.Connection],
+    streams: int,
+    *,
+    layout: TaxiLayout,
+    target: TableName,
+    stage: TableName,
+    source: str,
+    name: str,
+    execution_id: str,
+    display_source: str | None,
+    cancel_event: threading.Event | None,
+    say: Log,
+    started: float,
+) -> LoadResult:
+    """A partitioned table's month COPYed over ``streams`` connections.
+
+    The COPYs cannot share one transaction, so the staging table is created (committed)
+    first, under a session advisory lock that marks it as owned; the rows are COPYed
+    (``flowhawk.taxi.streams``); then one transaction checks, publishes and records the
+    month as in the one-stream load. Until that commits the main table is untouched; on
+    any failure the staging table is dropped, and a load that dies before it can do that
+    leaves a table whose lock is free, which the next load of the table drops
+    (``abandoned_stages``)."""
+    key = _stage_lock_key(stage)
+    reader: ReaderProcess | None = None
+    published = False
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    try:
+        for gone in abandoned_stages(conn, target, drop=True):
+            say(f"dropped {gone}, a staging table left by a load that did not finish")
+        conn.execute(
+            sql.SQL("CREATE TABLE {} ({}, CHECK (filename = {}))").format(
+                stage.ident, _columns_sql(layout, name), sql.Literal(name)
+            )
+        )
+        reader = ReaderProcess(source, layout.colour, name)
+        if cancel_event is not None:
+            _kill_on_cancel(reader, cancel_event)
+        loaded = _copy_streams(connect, streams, reader, stage, layout, name, cancel_event)
+        summary, error = reader.finish()
+        if error or summary is None:
+            raise TaskError(error or "the reader process failed")
+        if loaded != summary["rows"]:
+            raise TaskError(
+                f"{name}: the reader sent {summary['rows']} rows but PostgreSQL stored {loaded}"
+            )
+        with conn.transaction():
+            checksum = _id_checksum(conn, stage.ident)
+            replaced = _publish_partition(conn, target, stage, name)
+            _record_load(
+                conn, target, name, taxi=layout.colour, source=display_source or source,
+                summary=summary, loaded=loaded, seconds=time.perf_counter() - started,
+                execution_id=execution_id, checksum=checksum,
+            )  # fmt: skip
+        published = True
+    except psycopg.Error as exc:
+        if cancel_event is not None and cancel_event.is_set():
+            raise TaskKilled(f"loading {name} was killed") from None
+        raise TaskError(
+            f"loading {name} into {target} failed: {_copy_error(exc, name, layout)}"
+        ) from None
+    finally:
+        if reader is not None:
+            reader.kill()
+        _release_stage(conn, stage, key, drop=not published)
+    return _finished(target, name, summary, loaded, "partitioned", replaced, started, say)
+
+
+def _release_stage(conn: psycopg.Connection, stage: TableName, key: str, *, drop: bool) -> None:
+    """Drop the unpublished staging table and give up its lock; a broken connection gives
+    both up by itself (the table is then dropped by the next load)."""
+    if conn.closed:
+        return
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        if drop:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage.ident))
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+    except psycopg.Error:
+        pass
+
+
+def _copy_streams(
+    connect: Callable[[], psycopg.Connection],
+    streams: int,
+    reader: ReaderProcess,
+    stage: TableName,
+    layout: TaxiLayout,
+    name: str,
+    cancel_event: threading.Event | None,
+) -> int:
+    columns = sql.SQL(", ").join(
+        sql.Identifier(c.lower()) for c in ("unique_row_id", *layout.csv_columns)
+    )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(stage.ident, columns)
+    try:
+        return copy_in_streams(
+            connect, statement, reader.read, streams,
+            lambda: cancel_event is not None and cancel_event.is_set(),
+        )  # fmt: skip
+    except CopyStopped:
+        reader.kill()
+        raise TaskKilled(f"loading {name} was killed") from None
+    except StreamCopyError as exc:
+        reader.kill()
+        _, error = reader.finish()
+        if error and "loader stopped reading" not in error and "exit status -9" not in error:
+            raise TaskError(error) from None
+        raise TaskError(_copy_error(exc.error, name, layout, split=True, row=exc.row)) from None
+    except BaseException:
+        reader.kill()
+        raise
 
 
 #: an order-independent checksum of a month's ids (exact numeric sum of 64-bit hashes),

@@ -9,7 +9,8 @@ course's flows and these tasks at the same database.
     ``taxi`` (green | yellow), ``uri`` (``http(s)://`` or ``kestra:///``, ``.csv.gz`` or
     ``.csv``), ``filename`` (the month's name in the table, default: the uri's file name
     without ``.gz``, e.g. ``green_tripdata_2019-01.csv``), ``table`` (default
-    ``public.<taxi>_tripdata``). Outputs: ``rowCount``, ``sourceRows``, ``duplicates``,
+    ``public.<taxi>_tripdata``), ``streams`` (COPY streams PostgreSQL parses in parallel,
+    default 2; 1 loads in a single transaction; a plain table always gets 1). Outputs: ``rowCount``, ``sourceRows``, ``duplicates``,
     ``filename``, ``table``, ``mode``, ``replaced``, ``seconds``.
 
 ``flowhawk.taxi.Verify``
@@ -27,7 +28,7 @@ from pydantic import field_validator
 
 from flowhawk.errors import TaskError
 from flowhawk.tasks.base import TaskContext
-from flowhawk.tasks.pgconn import kill_watch, raise_if_killed
+from flowhawk.tasks.pgconn import connect_target, kill_watch, raise_if_killed
 from flowhawk.tasks.postgres import PostgresConnection
 from flowhawk.taxi.layout import LAYOUTS
 from flowhawk.taxi.load import filename_from_source, load_month
@@ -58,6 +59,7 @@ class Load(PostgresConnection):
     uri: str
     filename: str | None = None
     table: str | None = None
+    streams: int | str = 2
 
     @field_validator("taxi")
     @classmethod
@@ -66,6 +68,7 @@ class Load(PostgresConnection):
 
     def run(self, ctx: TaskContext) -> dict[str, Any]:
         taxi = _taxi(ctx, self.taxi)
+        streams = _streams(ctx.render(self.streams, "streams"))
         uri = str(ctx.render(self.uri, "uri")).strip()
         if uri.startswith("kestra://"):
             source = str(ctx.file_path(uri))
@@ -94,6 +97,8 @@ class Load(PostgresConnection):
                     display_source=redact_url(uri),
                     log=ctx.logger.info,
                     cancel_event=ctx.cancel_event,
+                    connect=lambda: connect_target(target),
+                    streams=streams,
                 )
             except TaskError:
                 raise_if_killed(ctx, f"while loading {filename}")
@@ -153,3 +158,13 @@ def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() not in ("", "false", "0", "null", "none", "no")
+
+
+def _streams(value: Any) -> int:
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 16:
+        raise TaskError(f"property `streams`: expected a whole number from 1 to 16, got {value!r}")
+    return count

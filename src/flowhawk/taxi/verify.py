@@ -14,7 +14,7 @@ A month's rows are those whose ``filename`` is the month's file (as the course n
 * no rows at all; no record (loaded by another method: unverifiable without recount).
 
 Plus staging tables left behind by flowhawk loads (``<table>_stg_*`` that are not attached
-partitions). Any problem makes the report fail (exit status 1).
+partitions and that no running load owns, see ``load.abandoned_stages``). Any problem makes the report fail (exit status 1).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from flowhawk.taxi.load import (
     ID_CHECKSUM_SQL,
     LOADS_TABLE,
     TableName,
+    abandoned_stages,
     count_source,
     default_table,
 )
@@ -204,15 +205,7 @@ def _verify(
                     (recount_distinct,),
                 ).fetchall():
                     reports[name].distinct_ids = int(distinct)
-        report.leftover_staging = [
-            f"{schema}.{name}"
-            for schema, name in conn.execute(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname LIKE %s AND c.relkind = 'r' AND NOT c.relispartition"
-                " ORDER BY 2",
-                (target.schema, target.name.replace("_", r"\_") + r"\_stg\_%"),
-            ).fetchall()
-        ]
+        report.leftover_staging = abandoned_stages(conn, target)
     except psycopg.Error as exc:
         raise TaskError(f"verifying {target} failed: {exc.diag.message_primary or exc}") from None
     for name, m in reports.items():
