@@ -156,13 +156,13 @@ def _verify(
             for m in report.months:
                 m.problems.append(f"not loaded (table {target} does not exist)")
             return report
-        stats = conn.execute(
-            sql.SQL(
-                "SELECT filename, count(*), count(*) FILTER (WHERE vendorid IS NULL), {}"
-                " FROM {} WHERE filename = ANY(%s) GROUP BY filename"
-            ).format(sql.SQL(ID_CHECKSUM_SQL), target.ident),
-            (list(files),),
-        ).fetchall()
+        # one query per month: `filename = <constant>` prunes to the month's partition at
+        # plan time and scans it in parallel; `= ANY(<array>)` measured 2.4x slower
+        month_stats = sql.SQL(
+            "SELECT filename, count(*), count(*) FILTER (WHERE vendorid IS NULL), {}"
+            " FROM {} WHERE filename = %s GROUP BY filename"
+        ).format(sql.SQL(ID_CHECKSUM_SQL), target.ident)
+        stats = [row for name in files for row in conn.execute(month_stats, (name,)).fetchall()]
         loads = target.sibling(LOADS_TABLE)
         records: dict[str, tuple[Any, ...]] = {}
         if _relkind(conn, loads) is not None:
