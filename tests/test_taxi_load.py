@@ -461,6 +461,21 @@ def test_connection_dropped_mid_stream(
     assert_unchanged(fresh_pg_url, loaded_month)
 
 
+def test_release_redirect_is_followed(
+    tmp_path: Path, fresh_pg_url: str, make_ctx: Any, httpserver: Any
+) -> None:
+    """The course's release URLs answer with a redirect to a CDN, as GitHub's do."""
+    from werkzeug import Response
+
+    gz = make_month(tmp_path, "green", 2019, 5, rows=150)
+    base = serve_taxi_files(httpserver, {"/cdn/" + gz.name: gz})
+    httpserver.expect_request("/releases/" + gz.name).respond_with_response(
+        Response(status=302, headers={"Location": f"{base}/cdn/{gz.name}"})
+    )
+    out = run_load(make_ctx, fresh_pg_url, taxi="green", uri=f"{base}/releases/{gz.name}")
+    assert out["rowCount"] == 150 and out["filename"] == "green_tripdata_2019-05.csv"
+
+
 def test_http_404_and_bad_properties(fresh_pg_url: str, make_ctx: Any, httpserver: Any) -> None:
     httpserver.no_handler_status_code = 404
     with pytest.raises(TaskError, match="HTTP 404"):
