@@ -461,6 +461,22 @@ def test_connection_dropped_mid_stream(
     assert_unchanged(fresh_pg_url, loaded_month)
 
 
+def test_streams_property(
+    tmp_path: Path, fresh_pg_url: str, make_ctx: Any, httpserver: Any
+) -> None:
+    gz = make_month(tmp_path, "green", 2019, 6, rows=120)
+    base = serve_taxi_files(httpserver, {"/s/" + gz.name: gz})
+    for streams in (1, "{{ 1 + 2 }}"):
+        out = run_load(
+            make_ctx, fresh_pg_url, taxi="green", uri=f"{base}/s/{gz.name}", streams=streams
+        )
+        assert out["rowCount"] == 120
+    for bad in (0, 17, "many"):
+        with pytest.raises(TaskError, match="property `streams`"):
+            run_load(make_ctx, fresh_pg_url, taxi="green", uri=f"{base}/s/{gz.name}", streams=bad)
+    assert month_rows(fresh_pg_url) == {"green_tripdata_2019-06.csv": 120}
+
+
 def test_release_redirect_is_followed(
     tmp_path: Path, fresh_pg_url: str, make_ctx: Any, httpserver: Any
 ) -> None:

@@ -40,16 +40,25 @@ def table(results: dict[str, Any]) -> str:
                 f"{results['rows'] / r['seconds']:,.0f} | {ratio:.2f} | "
                 f"{r['rss_main_mb']:.0f} / {r['rss_child_mb']:.0f} |"
             )
-    for p in (1, 2):
-        if f"backfill_p{p}" in results:
-            rows.append("")
-            rows.append(
-                f"Backfill of {results['months']} months, `--parallelism {p}`: "
-                f"{results[f'backfill_p{p}']['seconds']:.1f} s"
-            )
-    if "backfill_p1" in results and "backfill_p2" in results:
-        ratio = results["backfill_p2"]["seconds"] / results["backfill_p1"]["seconds"]
-        rows.append(f"(parallelism 2 / parallelism 1 = {ratio:.2f})")
+    backfills = [
+        ("", "two COPY streams a load (the default)"),
+        ("_s1", "one COPY stream a load (`streams: 1`)"),
+    ]
+    if any(f"backfill_p1{suffix}" in results for suffix, _ in backfills):
+        rows += [
+            "",
+            f"Backfill of {results['months']} months (`flowhawk backfill create ... --wait`), wall time:",
+            "",
+            "| loads | `--parallelism 1` | `--parallelism 2` | parallelism 2 / 1 |",
+            "|---|---:|---:|---:|",
+        ]
+        for suffix, what in backfills:
+            one, two = results.get(f"backfill_p1{suffix}"), results.get(f"backfill_p2{suffix}")
+            if one and two:
+                rows.append(
+                    f"| {what} | {one['seconds']:.1f} s | {two['seconds']:.1f} s | "
+                    f"{two['seconds'] / one['seconds']:.2f} |"
+                )
     return "\n".join(rows) + "\n"
 
 

@@ -105,13 +105,16 @@ def jdbc(url: str) -> dict[str, str]:
     return out
 
 
-def config_file(folder: Path, state_url: str, target_url: str) -> Path:
+def config_file(folder: Path, state_url: str, target_url: str, streams: int | None = None) -> Path:
     path = folder / f"flowhawk-{conninfo.conninfo_to_dict(target_url)['dbname']}.yaml"
     values = json.dumps(jdbc(target_url))
-    path.write_text(
+    text = (
         f"database: {json.dumps(state_url)}\nstorage: {json.dumps(str(folder / 'storage'))}\n"
         f"pluginDefaults:\n  - type: io.kestra.plugin.jdbc.postgresql\n    values: {values}\n"
     )
+    if streams is not None:
+        text += f"  - type: flowhawk.taxi.Load\n    values: {{streams: {streams}}}\n"
+    path.write_text(text)
     return path
 
 
@@ -261,18 +264,24 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             results["pandas"] = pandas
 
         if not args.skip_backfill:
-            for parallelism in (1, 2):
-                print(f"backfill, parallelism {parallelism} ...", flush=True)
-                state = fresh_db(args.server, f"bench_state_bf{parallelism}")
-                target = fresh_db(args.server, f"bench_bf{parallelism}")
-                cfg = config_file(work, state, target)
+            # the default (two COPY streams a load), then one stream a load, where parallelism
+            # is the only way to the second core
+            for streams, parallelism in ((None, 1), (None, 2), (1, 1), (1, 2)):
+                key = f"backfill_p{parallelism}" + (f"_s{streams}" if streams else "")
+                print(
+                    f"backfill, parallelism {parallelism}, streams {streams or 'default'} ...",
+                    flush=True,
+                )
+                state = fresh_db(args.server, f"bench_state_{key}")
+                target = fresh_db(args.server, f"bench_{key}")
+                cfg = config_file(work, state, target, streams)
                 subprocess.run([sys.executable, "-m", "flowhawk", "--config", str(cfg), "flow", "deploy", str(ROOT / "flows" / "taxi_fast.yaml")], check=True, env=env, capture_output=True)  # fmt: skip
                 cmd = [
                     sys.executable, "-m", "flowhawk", "--config", str(cfg), "backfill", "create", "zoomcamp/taxi_fast",
                     "--start", f"{YEAR}-01-01", "--end", f"{YEAR}-{last:02d}-01", "--trigger", "green_schedule",
                     "-i", f"base_url={base}", "--parallelism", str(parallelism), "--wait",
                 ]  # fmt: skip
-                results[f"backfill_p{parallelism}"] = measure(cmd, env)
+                results[key] = measure(cmd, env)
                 with psycopg.connect(target) as conn:
                     row = conn.execute(
                         "SELECT count(*), count(DISTINCT filename) FROM green_tripdata"
@@ -305,11 +314,13 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                 f"{method:<10} {month:<8} {r['seconds']:>8.2f} {results['rows'] / r['seconds']:>10,.0f} "
                 f"{ratio:>8.2f} {r['rss_main_mb']:>7.0f} {r['rss_child_mb']:>8.0f}"
             )
-    for p in (1, 2):
-        if f"backfill_p{p}" in results:
-            lines.append(
-                f"backfill of {results['months']} months, parallelism {p}: {results[f'backfill_p{p}']['seconds']:.1f}s"
-            )
+    for suffix, what in (("", "default streams"), ("_s1", "streams 1")):
+        for p in (1, 2):
+            if f"backfill_p{p}{suffix}" in results:
+                lines.append(
+                    f"backfill of {results['months']} months, parallelism {p}, {what}: "
+                    f"{results[f'backfill_p{p}{suffix}']['seconds']:.1f}s"
+                )
     return lines
 
 
