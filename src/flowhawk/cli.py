@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -593,7 +594,39 @@ def _register_optional() -> None:
 
 def main() -> None:
     _register_optional()
-    app()
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code
+    else:
+        code = 0
+    _exit_now(code)
+
+
+def _exit_now(code: Any) -> None:
+    """Leave without the interpreter's final teardown.
+
+    By the time a command returns, its work is committed, its threads joined and its
+    connections closed; what is left is freeing thousands of modules and objects one by
+    one, which measured 0.15-0.3 s of every ``flowhawk run`` on a 2-core machine. The
+    atexit handlers still run and the standard streams are flushed first.
+    """
+    import atexit
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            status = status or 1
+    os._exit(status)
 
 
 if __name__ == "__main__":
