@@ -388,13 +388,7 @@ def load_month(
             if cancel_event is not None:
                 _kill_on_cancel(reader, cancel_event)
             loaded = _copy(conn, reader, stage_ident, layout, name, cancel_event)
-            summary, error = reader.finish()
-            if error or summary is None:
-                raise TaskError(error or "the reader process failed")
-            if loaded != summary["rows"]:
-                raise TaskError(
-                    f"{name}: the reader sent {summary['rows']} rows but PostgreSQL stored {loaded}"
-                )
+            summary = _reader_summary(reader, loaded, name)
             checksum = _id_checksum(conn, stage_ident)
             if mode == "partitioned":
                 replaced = _publish_partition(conn, target, stage, name)
@@ -406,15 +400,33 @@ def load_month(
                 execution_id=execution_id, checksum=checksum,
             )  # fmt: skip
     except psycopg.Error as exc:
-        if cancel_event is not None and cancel_event.is_set():
-            raise TaskKilled(f"loading {name} was killed") from None
-        raise TaskError(
-            f"loading {name} into {target} failed: {_copy_error(exc, name, layout)}"
-        ) from None
+        raise _load_failed(exc, name, target, layout, cancel_event) from None
     finally:
         if reader is not None:
             reader.kill()
     return _finished(target, name, summary, loaded, mode, replaced, started, say)
+
+
+def _reader_summary(reader: ReaderProcess, loaded: int, name: str) -> dict[str, Any]:
+    """The reader's report once its rows are in; its error, or a row count PostgreSQL does
+    not agree with, fails the load."""
+    summary, error = reader.finish()
+    if error or summary is None:
+        raise TaskError(error or "the reader process failed")
+    if loaded != summary["rows"]:
+        raise TaskError(
+            f"{name}: the reader sent {summary['rows']} rows but PostgreSQL stored {loaded}"
+        )
+    return summary
+
+
+def _load_failed(
+    exc: psycopg.Error, name: str, target: TableName, layout: TaxiLayout,
+    cancel_event: threading.Event | None,
+) -> Exception:  # fmt: skip
+    if cancel_event is not None and cancel_event.is_set():
+        return TaskKilled(f"loading {name} was killed")
+    return TaskError(f"loading {name} into {target} failed: {_copy_error(exc, name, layout)}")
 
 
 def _finished(
@@ -540,13 +552,7 @@ def load_parallel(
         if cancel_event is not None:
             _kill_on_cancel(reader, cancel_event)
         loaded = _copy_streams(connect, streams, reader, stage, layout, name, cancel_event)
-        summary, error = reader.finish()
-        if error or summary is None:
-            raise TaskError(error or "the reader process failed")
-        if loaded != summary["rows"]:
-            raise TaskError(
-                f"{name}: the reader sent {summary['rows']} rows but PostgreSQL stored {loaded}"
-            )
+        summary = _reader_summary(reader, loaded, name)
         with conn.transaction():
             checksum = _id_checksum(conn, stage.ident)
             replaced = _publish_partition(conn, target, stage, name)
@@ -557,11 +563,7 @@ def load_parallel(
             )  # fmt: skip
         published = True
     except psycopg.Error as exc:
-        if cancel_event is not None and cancel_event.is_set():
-            raise TaskKilled(f"loading {name} was killed") from None
-        raise TaskError(
-            f"loading {name} into {target} failed: {_copy_error(exc, name, layout)}"
-        ) from None
+        raise _load_failed(exc, name, target, layout, cancel_event) from None
     finally:
         if reader is not None:
             reader.kill()
@@ -593,10 +595,7 @@ def _copy_streams(
     name: str,
     cancel_event: threading.Event | None,
 ) -> int:
-    columns = sql.SQL(", ").join(
-        sql.Identifier(c.lower()) for c in ("unique_row_id", *layout.csv_columns)
-    )
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(stage.ident, columns)
+    statement = _copy_statement(stage.ident, layout, freeze=False)
     try:
         return copy_in_streams(
             connect, statement, reader.read, streams,
@@ -643,6 +642,16 @@ def _kill_on_cancel(reader: ReaderProcess, cancel_event: threading.Event) -> Non
     threading.Thread(target=watch, daemon=True, name="taxi-reader-kill").start()
 
 
+def _copy_statement(stage: sql.Composable, layout: TaxiLayout, *, freeze: bool) -> sql.Composed:
+    """``COPY <stage> (unique_row_id, <the file's columns>) FROM STDIN`` for the reader's rows;
+    ``freeze`` only where the table was created in the same transaction."""
+    columns = sql.SQL(", ").join(
+        sql.Identifier(c.lower()) for c in ("unique_row_id", *layout.csv_columns)
+    )
+    options = sql.SQL("FORMAT csv, FREEZE true" if freeze else "FORMAT csv")
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(stage, columns, options)
+
+
 def _copy(
     conn: psycopg.Connection,
     reader: ReaderProcess,
@@ -651,12 +660,7 @@ def _copy(
     name: str,
     cancel_event: threading.Event | None,
 ) -> int:
-    columns = sql.SQL(", ").join(
-        sql.Identifier(c.lower()) for c in ("unique_row_id", *layout.csv_columns)
-    )
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, FREEZE true)").format(
-        stage, columns
-    )
+    statement = _copy_statement(stage, layout, freeze=True)
     cur = conn.cursor()
     try:
         with cur.copy(statement) as copy:
