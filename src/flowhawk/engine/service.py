@@ -15,7 +15,7 @@ from flowhawk.engine.executor import Executor
 from flowhawk.engine.logs import ConsoleSink
 from flowhawk.errors import FlowhawkError
 from flowhawk.flow.inputs import resolve_inputs, secret_inputs
-from flowhawk.flow.loader import load_flow, load_flow_file
+from flowhawk.flow.loader import load_flow, read_flow_file
 from flowhawk.flow.model import Flow
 from flowhawk.store.db import database_url
 from flowhawk.store.records import ExecutionRecord
@@ -73,8 +73,7 @@ class Engine:
         return flow, revision, changed
 
     def deploy_file(self, path: Path) -> tuple[Flow, int, bool]:
-        load_flow_file(path, self.settings.plugin_defaults)
-        return self.deploy_source(Path(path).read_text(), str(path))
+        return self.deploy_source(read_flow_file(path), str(path))
 
     def flow(self, namespace: str, flow_id: str) -> tuple[Flow, int]:
         record = self.repo.get_flow(namespace, flow_id)

@@ -463,9 +463,14 @@ def validate_source(
 
 
 def load_flow_file(path: str | Path, global_defaults: Iterable[Any] = ()) -> Flow:
+    return load_flow(read_flow_file(path), str(path), global_defaults)
+
+
+def read_flow_file(path: str | Path) -> str:
+    """A flow file's text; a file that cannot be read is a FlowValidationError naming it."""
     file = Path(path)
     try:
-        source = file.read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8")
     except OSError as exc:
         raise FlowValidationError(
             [Problem(str(file), 1, "", f"cannot read: {exc.strerror}")]
@@ -474,4 +479,3 @@ def load_flow_file(path: str | Path, global_defaults: Iterable[Any] = ()) -> Flo
         raise FlowValidationError(
             [Problem(str(file), 1, "", f"not UTF-8 text: {exc.reason}")]
         ) from None
-    return load_flow(source, str(file), global_defaults)
